@@ -1,0 +1,46 @@
+# The one place commands live. `make run` and `make test` are the two commands of README.md.
+PYTHON ?= python3
+VENV   := .venv
+UV     := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(VENV)/bin/uv
+endif
+BIN    := $(VENV)/bin
+
+.PHONY: install run migrate test lint format typecheck check bench clean
+
+# uv is taken from PATH; without it, pip installs it into the project's environment first.
+$(VENV)/bin/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+install: $(if $(filter $(VENV)/bin/uv,$(UV)),$(VENV)/bin/uv)
+	$(UV) sync --frozen --quiet
+
+migrate: install
+	$(BIN)/esis-sync migrate
+
+run: migrate
+	$(BIN)/esis-sync serve
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy app tests bench
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python -m bench.merge
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

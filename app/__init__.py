@@ -1,0 +1,1 @@
+"""esis-sync: one-way ESIS to Mijnschoolinfo roster sync with provenance."""

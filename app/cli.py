@@ -1,0 +1,149 @@
+"""The `esis-sync` command line. Exit codes: 0 ok, 1 failed, 2 bad usage or settings."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+import app.models  # noqa: F401  (every table registered before any query)
+from app.config import Settings, SettingsError, get_settings
+
+cli = typer.Typer(
+    name="esis-sync",
+    help="One-way ESIS to Mijnschoolinfo sync service.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Rich tracebacks print local variables, which can hold personal data.
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest migration (run before serving)."""
+    from app.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    typer.echo("database schema is at the latest migration")
+
+
+@cli.command("create-operator-key")
+def create_operator_key(
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "operator",
+) -> None:
+    """Create a platform operator key and print it once."""
+    from app.auth.models import Role
+    from app.auth.service import create_key
+    from app.db import make_engine, make_sessionmaker
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        key, secret = create_key(
+            session=session, role=Role.OPERATOR, name=name, school_id=None, created_by="cli"
+        )
+    engine.dispose()
+    typer.echo(secret)
+    typer.echo(f"operator key {key.id} created; the secret above is not shown again", err=True)
+
+
+@cli.command("create-school")
+def create_school(
+    brin: Annotated[str, typer.Argument(help="BRIN code, e.g. 12AB.")],
+    name: Annotated[str, typer.Argument(help="The school's name.")],
+    branch: Annotated[str, typer.Option(help="Branch code.")] = "00",
+) -> None:
+    """Create a school (same rules as POST /api/v1/schools)."""
+    from pydantic import ValidationError
+
+    from app.db import make_engine, make_sessionmaker
+    from app.errors import DomainError
+    from app.schools.schemas import SchoolCreate
+    from app.schools.service import create_school as create
+
+    settings = _settings()
+    try:
+        data = SchoolCreate(brin=brin, branch=branch, name=name)
+    except ValidationError as exc:
+        typer.echo(
+            f"invalid school: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", err=True
+        )
+        raise typer.Exit(2) from None
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            school = create(session=session, data=data, actor="cli")
+            typer.echo(school.key)
+    except DomainError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides ESIS_SYNC_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides ESIS_SYNC_PORT.")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the API with uvicorn. The schema must be migrated first (`esis-sync migrate`)."""
+    import uvicorn
+
+    from app.auth.models import Role
+    from app.auth.service import create_key, operator_key_exists
+    from app.db import make_engine, make_sessionmaker
+    from app.migrations import current_revision, head_revision
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    if current_revision(engine) != head_revision(settings.database_url):
+        typer.echo(
+            "the database schema is not at the latest migration: run `esis-sync migrate` first",
+            err=True,
+        )
+        raise typer.Exit(1)
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    base = f"http://{bind_host}:{bind_port}"
+    if settings.should_bootstrap_operator_key:
+        with make_sessionmaker(engine).begin() as session:
+            if not operator_key_exists(session=session):
+                _key, secret = create_key(
+                    session=session,
+                    role=Role.OPERATOR,
+                    name="first operator key",
+                    school_id=None,
+                    created_by="first start",
+                )
+                typer.echo(f"\nFirst operator key (shown once, keep it): {secret}\n")
+    engine.dispose()
+    typer.echo(f"esis-sync on {base}  docs: {base}/docs  health: {base}/healthz")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        log_level=settings.log_level.value.lower(),
+        access_log=False,
+    )
+
+
+def main() -> None:
+    try:
+        cli()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)

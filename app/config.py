@@ -1,0 +1,123 @@
+"""All settings in one place, read from the environment (prefix ESIS_SYNC_) or `.env`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Settings(BaseSettings):
+    """Service settings. Every field is an environment variable `ESIS_SYNC_<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ESIS_SYNC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    database_url: str = Field(
+        default="sqlite:///./var/esis-sync.db",
+        description="SQLAlchemy URL. SQLite (embedded default) or "
+        "postgresql+psycopg://user@host:5432/db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=8000, description="Port the HTTP server binds to."
+    )
+    log_level: LogLevel = Field(default=LogLevel.INFO, description="Log level.")
+    school_timezone: str = Field(
+        default="Europe/Amsterdam",
+        description="Time zone of the schools; the daily cut-off is read in it (R3).",
+    )
+    daily_cutoff: dt.time = Field(
+        default=dt.time(17, 0),
+        description="Changes made in ESIS before this local time are in the service the next "
+        "day (R3); also the default daily sync time of a new school.",
+    )
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=64 * 1024 * 1024,
+        description="Largest request body accepted, in bytes; larger requests get 413.",
+    )
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = Field(
+        default=30,
+        description="Days a soft-deleted record stays restorable before purge removes its "
+        "personal data.",
+    )
+    bootstrap_operator_key: bool | None = Field(
+        default=None,
+        description="Create and print a first operator key at start when none exists. "
+        "Default: on for SQLite (the embedded quick start), off otherwise.",
+    )
+
+    @field_validator("school_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("only sqlite:// and postgresql+psycopg:// URLs are supported")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the driver we ship; spell it out so SQLAlchemy picks it.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.school_timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_bootstrap_operator_key(self) -> bool:
+        if self.bootstrap_operator_key is None:
+            return self.is_sqlite
+        return self.bootstrap_operator_key
+
+
+class SettingsError(Exception):
+    """Settings could not be read; the message names each offending setting."""
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        name = "ESIS_SYNC_" + "_".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"  {name}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning a validation error into one that names the settings."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_settings_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

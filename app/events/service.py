@@ -1,0 +1,57 @@
+"""Write events in the same transaction as the change they describe."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.events.models import Event
+from app.schools import repository as schools
+
+
+@dataclass(frozen=True)
+class Change:
+    entity: str
+    entity_id: uuid.UUID | None
+    kind: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def emit(
+    *,
+    session: Session,
+    school_id: uuid.UUID,
+    changes: Sequence[Change],
+    source: str,
+    actor: str | None,
+    sync_run_id: uuid.UUID | None = None,
+) -> None:
+    """Append events in order; numbering them locks the school until commit."""
+    if not changes:
+        return
+    last = schools.take_event_numbers(session=session, school_id=school_id, count=len(changes))
+    first = last - len(changes) + 1
+    now = utcnow()
+    rows = [
+        {
+            "school_id": school_id,
+            "seq": first + i,
+            "occurred_at": now,
+            "entity": c.entity,
+            "entity_id": c.entity_id,
+            "kind": c.kind,
+            "changes": c.changes,
+            "source": source,
+            "actor": actor,
+            "sync_run_id": sync_run_id,
+        }
+        for i, c in enumerate(changes)
+    ]
+    for start in range(0, len(rows), 2000):
+        session.execute(insert(Event), rows[start : start + 2000])

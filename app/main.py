@@ -1,0 +1,71 @@
+"""The app factory: routers, error handlers, middleware; nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+import app.models  # noqa: F401  (every table registered before any query)
+from app import health
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.errors import Problem, install_error_handlers
+from app.logging import configure_logging
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.migrations import head_revision
+from app.schools.router import router as schools_router
+
+DESCRIPTION = """
+One-way sync of a Dutch primary school's groups, students, guardians and staff from ESIS
+into Mijnschoolinfo, by the coupling's rules (R1-R11), keeping provenance of every record
+and field.
+
+Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457 problem details
+(`application/problem+json`). Lists take `limit` (at most 1000) and an opaque `cursor`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level.value)
+    app = FastAPI(
+        title="esis-sync",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "schools", "description": "Schools, their policy and API keys."},
+            {"name": "health", "description": "Liveness and readiness."},
+        ],
+    )
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.schema_head = head_revision(settings.database_url)
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestIdMiddleware)
+
+    app.include_router(health.router)
+    app.include_router(schools_router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                Problem.model_json_schema()
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,37 @@
+"""Every table, imported in one place for alembic and the tests."""
+
+from app.auth.models import ApiKey
+from app.db import metadata
+from app.events.models import Event
+from app.roster.models import (
+    ClassArrangement,
+    ClassPlacement,
+    Group,
+    Guardian,
+    Staff,
+    StaffGroup,
+    Student,
+    StudentGroup,
+    StudentGuardian,
+)
+from app.schools.models import School
+from app.sync.models import DriftItem, Snapshot, SyncRun
+
+__all__ = [
+    "ApiKey",
+    "ClassArrangement",
+    "ClassPlacement",
+    "DriftItem",
+    "Event",
+    "Group",
+    "Guardian",
+    "School",
+    "Snapshot",
+    "Staff",
+    "StaffGroup",
+    "Student",
+    "StudentGroup",
+    "StudentGuardian",
+    "SyncRun",
+    "metadata",
+]

@@ -1,0 +1,62 @@
+"""Provenance columns shared by every person, group and link (see docs/data-model.md).
+
+Where a record came from (`source`), the key ESIS knows it by, the last values ESIS sent,
+which fields a user edited locally (by whom, when), since when ESIS no longer lists it, and
+its soft-delete state. The merge (sync/service.py) reads and writes these; the roster API
+shows them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, new_id, utcnow
+
+
+class Source(StrEnum):
+    ESIS = "esis"
+    EDEXML = "edexml"
+    LOCAL = "local"
+
+
+SOURCE_CHECK = "source IN ('esis', 'edexml', 'local')"
+
+
+def source_check() -> CheckConstraint:
+    return CheckConstraint(SOURCE_CHECK, name="source")
+
+
+class SchoolScoped(SQLModel):
+    """Every table of school data is keyed by (school_id, id): distributable by school."""
+
+    school_id: uuid.UUID = Field(primary_key=True, foreign_key="school.id", ondelete="CASCADE")
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+
+
+class LinkProvenance(SchoolScoped):
+    source: str = Field(max_length=16)
+    # Last values ESIS sent for the link's own attributes (e.g. a guardian's relation).
+    esis_values: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # field -> {"by": actor, "at": ISO time}: fields a user changed through the API.
+    local_edits: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    missing_in_esis_since: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deleted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deleted_by: str | None = Field(default=None, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RecordProvenance(LinkProvenance):
+    # The LAS key (EDEXml @key): unique per school, never reused (esis-protocol.md).
+    esis_key: str | None = Field(default=None, max_length=64)
+    # Set when purge removed the personal data after the retention window: the row stays as
+    # a tombstone so that the next ESIS snapshot does not bring the record back (R6).
+    tombstoned_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Incremented by every write; the API's ETag.
+    version: int = Field(default=1)

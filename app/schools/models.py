@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Time
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, new_id, utcnow
+
+
+class CouplingState(StrEnum):
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+
+
+class UpdatePolicy(StrEnum):
+    """R5: what happens to ESIS changes of existing persons after activation."""
+
+    IGNORE = "ignore"
+    APPLY_UNEDITED = "apply_unedited"
+
+
+class School(SQLModel, table=True):
+    __tablename__ = "school"
+    __table_args__ = (
+        CheckConstraint("coupling IN ('inactive', 'active')", name="coupling"),
+        CheckConstraint("update_policy IN ('ignore', 'apply_unedited')", name="update_policy"),
+        CheckConstraint(
+            "removal_guard_share > 0 AND removal_guard_share <= 1", name="removal_guard_share"
+        ),
+        CheckConstraint("length(brin) = 4", name="brin_length"),
+        CheckConstraint("length(branch) = 2", name="branch_length"),
+        CheckConstraint("event_seq >= 0", name="event_seq"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    key: str = Field(max_length=6, unique=True, description="BRIN + branch, e.g. 12AB00")
+    brin: str = Field(max_length=4)
+    branch: str = Field(max_length=2)
+    name: str = Field(max_length=200)
+    coupling: str = Field(default=CouplingState.INACTIVE.value, max_length=16)
+    coupling_since: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    update_policy: str = Field(default=UpdatePolicy.IGNORE.value, max_length=16)
+    daily_sync_time: dt.time = Field(default=dt.time(17, 0), sa_type=Time)
+    removal_guard_share: float = Field(default=0.30)
+    current_school_year: str | None = Field(default=None, max_length=9)
+    # Per-school event counter: taking the next number locks the school's row, which both
+    # orders the change feed in commit order and serializes writers of one school.
+    event_seq: int = Field(default=0)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

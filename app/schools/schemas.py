@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.auth.models import Role
+from app.schools.models import CouplingState, UpdatePolicy
+
+Brin = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{2}[A-Za-z]{2}$", to_upper=True),
+    Field(description="BRIN code: two digits and two letters.", examples=["12AB"]),
+]
+Branch = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{2}$"),
+    Field(description="Branch (dependance) code; `00` is the main location.", examples=["00"]),
+]
+GuardShare = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=1,
+        description="Share of students a year transition may remove before it "
+        "is held for confirmation.",
+        examples=[0.3],
+    ),
+]
+
+
+class SchoolPolicy(BaseModel):
+    update_policy: UpdatePolicy = Field(
+        default=UpdatePolicy.IGNORE,
+        description="R5. `ignore`: ESIS changes to existing persons become drift. "
+        "`apply_unedited`: fields never edited locally follow ESIS; edited ones become drift.",
+    )
+    daily_sync_time: dt.time = Field(
+        default=dt.time(17, 0),
+        description="Local time (school time zone) of the daily pull from ESIS (R3).",
+        examples=["17:00:00"],
+    )
+    removal_guard_share: GuardShare = 0.3
+
+
+class SchoolCreate(SchoolPolicy):
+    model_config = ConfigDict(extra="forbid")
+
+    brin: Brin
+    branch: Branch = "00"
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] = (
+        Field(examples=["Basisschool De Regenboog"])
+    )
+
+
+class SchoolUpdate(BaseModel):
+    """Fields absent from the request stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+        | None
+    ) = None
+    update_policy: UpdatePolicy | None = None
+    daily_sync_time: dt.time | None = None
+    removal_guard_share: GuardShare | None = None
+
+
+class SchoolPublic(SchoolPolicy):
+    key: str = Field(
+        description="BRIN + branch: the `{school}` in every path.", examples=["12AB00"]
+    )
+    brin: str
+    branch: str
+    name: str
+    coupling: CouplingState = Field(description="Whether the ESIS coupling is active (R2).")
+    coupling_since: dt.datetime | None = Field(description="When the coupling last changed state.")
+    current_school_year: str | None = Field(
+        description="The school year of the applied ESIS data, e.g. `2026-2027`."
+    )
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class SchoolList(BaseModel):
+    items: list[SchoolPublic]
+    next_cursor: str | None = None
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role = Field(
+        description="`esis`, `reader` or `admin` (operator keys are made by the CLI)."
+    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)] = (
+        Field(description="What the key is for.", examples=["ESIS push client"])
+    )
+
+
+class ApiKeyPublic(BaseModel):
+    id: uuid.UUID
+    role: Role
+    name: str
+    prefix: str = Field(description="The first characters of the key, to recognise it.")
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    secret: str = Field(description="The key itself. Shown only in this response; store it now.")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyPublic]

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): medians and ratios, never in the unit tests."""

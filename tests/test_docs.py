@@ -1,0 +1,36 @@
+"""The documentation says what the code does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_settings_table_names_every_setting() -> None:
+    text = (ROOT / "docs" / "settings.md").read_text()
+    documented = set(re.findall(r"^\| `ESIS_SYNC_([A-Z_]+)`", text, flags=re.MULTILINE))
+    assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_compose_sets_only_settings_the_app_knows() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    known = {f"ESIS_SYNC_{name.upper()}" for name in Settings.model_fields}
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        unknown = {k for k in env if k.startswith("ESIS_SYNC_")} - known
+        assert not unknown, f"service {name} sets unknown settings {unknown}"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("##", 1)[0]
+    assert "make run" in quick_start
+    assert "make test" in quick_start
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci

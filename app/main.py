@@ -12,10 +12,13 @@ from app import health
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import Problem, install_error_handlers
+from app.esis.router import router as esis_router
+from app.esis.schemas import EsisSnapshot
 from app.logging import configure_logging
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.migrations import head_revision
 from app.schools.router import router as schools_router
+from app.sync.router import router as sync_router
 
 DESCRIPTION = """
 One-way sync of a Dutch primary school's groups, students, guardians and staff from ESIS
@@ -36,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "schools", "description": "Schools, their policy and API keys."},
+            {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
+            {"name": "sync", "description": "Sync runs (R3) and drift (R5)."},
             {"name": "health", "description": "Liveness and readiness."},
         ],
     )
@@ -51,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(schools_router)
+    app.include_router(esis_router)
+    app.include_router(sync_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -61,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routes=app.routes,
                 tags=app.openapi_tags,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-                Problem.model_json_schema()
-            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = Problem.model_json_schema()
+            snapshot = EsisSnapshot.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(snapshot.pop("$defs", {}))
+            components["EsisSnapshot"] = snapshot
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth.models import Role
 from app.auth.service import Principal, authenticate
@@ -33,14 +33,21 @@ bearer = HTTPBearer(
 )
 
 
+def _read_session(request: Request) -> Session:
+    # Auth reads in a short session of its own, so that the request's session (and on SQLite
+    # its write lock) starts only when the handler's service needs it.
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    return factory()
+
+
 def current_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("send `Authorization: Bearer <api key>`")
-    principal = authenticate(session=session, secret=credentials.credentials.strip())
+    with _read_session(request) as session:
+        principal = authenticate(session=session, secret=credentials.credentials.strip())
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked")
     request.state.principal = principal
@@ -52,6 +59,8 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 @dataclass(frozen=True)
 class SchoolContext:
+    """The school as read at authorization (detached: writers re-read it under its lock)."""
+
     school: School
     principal: Principal
 
@@ -79,13 +88,14 @@ class SchoolGuard:
 
     def __call__(
         self,
+        request: Request,
         principal: PrincipalDep,
-        session: SessionDep,
         school: Annotated[
             str, Path(description="The school's key: BRIN and branch code, e.g. `12AB00`.")
         ],
     ) -> SchoolContext:
-        row = schools.get_by_key(session=session, key=school.upper())
+        with _read_session(request) as session:
+            row = schools.get_by_key(session=session, key=school.upper())
         if row is None or (principal.role != Role.OPERATOR and principal.school_id != row.id):
             raise NotFound(f"no school {school!r}")
         if principal.role not in self.roles:

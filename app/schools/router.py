@@ -75,7 +75,7 @@ def get_school(ctx: ReadSchool) -> SchoolPublic:
 )
 def update_school(data: SchoolUpdate, ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
     school = service.update_school(
-        session=session, school=ctx.school, data=data, actor=ctx.principal.actor
+        session=session, school_id=ctx.school.id, data=data, actor=ctx.principal.actor
     )
     return to_public(school)
 

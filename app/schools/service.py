@@ -48,7 +48,10 @@ def create_school(*, session: Session, data: SchoolCreate, actor: str) -> School
     return school
 
 
-def update_school(*, session: Session, school: School, data: SchoolUpdate, actor: str) -> School:
+def update_school(
+    *, session: Session, school_id: uuid.UUID, data: SchoolUpdate, actor: str
+) -> School:
+    school = repository.lock(session=session, school_id=school_id)
     changed: dict[str, Any] = {}
     for name, value in data.model_dump(exclude_unset=True).items():
         if value is None:

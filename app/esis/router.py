@@ -1,0 +1,144 @@
+"""ESIS's side of the API: snapshot push, readiness (R1) and activation (R2)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from app.auth.dependencies import PushSchool, SessionDep, WriteSchool
+from app.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+    problem_responses,
+)
+from app.schools.router import to_public
+from app.schools.schemas import SchoolPublic
+from app.sync import activation
+from app.sync.runs import receive_snapshot
+from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
+
+router = APIRouter(prefix="/api/v1/schools/{school}/esis", tags=["esis"])
+AUTH = (Unauthorized, Forbidden, NotFound)
+
+SNAPSHOT_BODY = {
+    "required": True,
+    "description": "A full snapshot of the school: JSON (the `EsisSnapshot` schema) or EDEXml "
+    "2.0/2.1 XML with the guardian block (`esis-protocol.md`).",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/EsisSnapshot"}},
+        "application/xml": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+@router.post(
+    "/snapshots",
+    status_code=status.HTTP_201_CREATED,
+    summary="Push a full ESIS snapshot",
+    description=(
+        "ESIS sends everything it knows of the school (R3: push and pull take the same path). "
+        "The raw body is stored on receipt, then validated and applied in one transaction "
+        "under the school's lock: new records and links are added (R4), changes to existing "
+        "persons become drift (R5), absent records stay and are marked missing (R6). Before "
+        "activation the snapshot is only stored (R1, R2). The same body, or the same "
+        "`Idempotency-Key`, is applied once: the answer is then the first run, with status "
+        "200 and `Idempotent-Replayed: true`."
+    ),
+    openapi_extra={"requestBody": SNAPSHOT_BODY},
+    responses={
+        200: {"model": SyncRunPublic, "description": "Received before: the first run."},
+        **problem_responses(*AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    },
+)
+async def push_snapshot(
+    request: Request,
+    response: Response,
+    ctx: PushSchool,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Makes a retry safe: applied once per key."),
+    ] = None,
+) -> SyncRunPublic:
+    body = await request.body()
+    received = await run_in_threadpool(
+        receive_snapshot,
+        sessions=request.app.state.sessionmaker,
+        school_id=ctx.school.id,
+        body=body,
+        content_type=request.headers.get("content-type", ""),
+        idempotency_key=idempotency_key,
+        origin="push",
+        actor=ctx.principal.actor,
+    )
+    if received.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return SyncRunPublic.model_validate(received.run)
+
+
+@router.get(
+    "/readiness",
+    summary="Readiness for activation (R1)",
+    description="From the latest valid snapshot: students without any guardian and guardians "
+    "without an e-mail address, with counts, keys and names. Activation (R2) is refused until "
+    "both lists are empty.",
+    responses=problem_responses(*AUTH),
+)
+def get_readiness(ctx: WriteSchool, session: SessionDep) -> ReadinessPublic:
+    result = activation.readiness(session=session, school_id=ctx.school.id)
+    snapshot = result.snapshot
+    return ReadinessPublic(
+        ready=result.ready,
+        snapshot_id=snapshot.id if snapshot else None,
+        received_at=snapshot.received_at if snapshot else None,
+        school_year=snapshot.school_year if snapshot else None,
+        students_without_guardian=GapList(
+            count=len(result.students_without_guardian),
+            items=[Gap(key=g.key, name=g.name) for g in result.students_without_guardian],
+        ),
+        guardians_without_email=GapList(
+            count=len(result.guardians_without_email),
+            items=[Gap(key=g.key, name=g.name) for g in result.guardians_without_email],
+        ),
+    )
+
+
+@router.post(
+    "/activation",
+    status_code=status.HTTP_201_CREATED,
+    summary="Activate the coupling (R2)",
+    description="Applies the latest valid snapshot as the initial load and switches the "
+    "coupling on. Refused with 409 and the readiness gaps (R1) until ready. Records already "
+    "here from EDEXml or local creation are matched by LAS key, else a student by name and "
+    "birth date and a guardian or staff member by e-mail, and not duplicated; the run's "
+    "`report` lists matched, created and unmatched records.",
+    responses=problem_responses(*AUTH, Conflict),
+)
+async def activate(request: Request, ctx: WriteSchool) -> SyncRunPublic:
+    run = await run_in_threadpool(
+        activation.activate,
+        sessions=request.app.state.sessionmaker,
+        school_id=ctx.school.id,
+        actor=ctx.principal.actor,
+    )
+    return SyncRunPublic.model_validate(run)
+
+
+@router.delete(
+    "/activation",
+    summary="Deactivate the coupling",
+    description="Stops the merge: later snapshots are stored, not applied. The data stays.",
+    responses=problem_responses(*AUTH),
+)
+def deactivate(ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
+    school = activation.deactivate(
+        session=session, school_id=ctx.school.id, actor=ctx.principal.actor
+    )
+    return to_public(school)

@@ -1,0 +1,145 @@
+"""Load one school's state in one query per table; write a plan with bulk statements."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy.orm import Session
+
+from app.roster.models import (
+    Group,
+    Guardian,
+    Staff,
+    StaffGroup,
+    Student,
+    StudentGroup,
+    StudentGuardian,
+)
+from app.sync.models import DriftItem
+from app.sync.plan import EntityState, LinkState, Plan, Row, State
+
+TABLES: dict[str, Table] = {
+    str(model.__tablename__): cast(Table, model.__table__)  # type: ignore[union-attr]
+    for model in (
+        Group,
+        Student,
+        Guardian,
+        Staff,
+        StudentGroup,
+        StudentGuardian,
+        StaffGroup,
+        DriftItem,
+    )
+}
+# Parameters per statement stay well under SQLite's limit (32766) and keep PG batches sane.
+BATCH = 500
+
+
+def table(name: str) -> Table:
+    return TABLES[name]
+
+
+def _rows(session: Session, name: str, school_id: uuid.UUID) -> Iterator[Row]:
+    t = TABLES[name]
+    result = session.execute(t.select().where(t.c.school_id == school_id))
+    for mapping in result.mappings():
+        yield dict(mapping)
+
+
+def load_state(*, session: Session, school_id: uuid.UUID) -> State:
+    def entities(name: str) -> EntityState:
+        state = EntityState()
+        for row in _rows(session, name, school_id):
+            state.add(row)
+        return state
+
+    def links(name: str, a: str, b: str) -> LinkState:
+        return LinkState(rows={(row[a], row[b]): row for row in _rows(session, name, school_id)})
+
+    return State(
+        school_id=school_id,
+        groups=entities("school_group"),
+        students=entities("student"),
+        guardians=entities("guardian"),
+        staff=entities("staff"),
+        student_groups=links("student_group", "student_id", "group_id"),
+        student_guardians=links("student_guardian", "student_id", "guardian_id"),
+        staff_groups=links("staff_group", "staff_id", "group_id"),
+        drift={
+            (row["entity"], row["record_id"], row["field"]): row
+            for row in _rows(session, "drift_item", school_id)
+        },
+    )
+
+
+def _chunks(rows: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def bulk_insert(session: Session, t: Table, rows: Sequence[Row]) -> None:
+    for chunk in _chunks(rows):
+        session.execute(insert(t), list(chunk))
+
+
+def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:
+    """UPDATE by primary key, one executemany per set of changed columns."""
+
+    def shape(row: Row) -> tuple[str, ...]:
+        return tuple(sorted(k for k in row if k not in ("school_id", "id")))
+
+    for columns, group in groupby(sorted(rows, key=shape), key=shape):
+        if not columns:
+            continue
+        statement = (
+            update(t)
+            .where(t.c.school_id == bindparam("b_school_id"), t.c.id == bindparam("b_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        params = [
+            {"b_school_id": r["school_id"], "b_id": r["id"], **{c: r[c] for c in columns}}
+            for r in group
+        ]
+        for chunk in _chunks(params):
+            session.execute(statement, list(chunk))
+
+
+def bulk_delete(session: Session, t: Table, school_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    for chunk in _chunks(ids):
+        session.execute(delete(t).where(t.c.school_id == school_id, t.c.id.in_(chunk)))
+
+
+# Parents before children on insert, children before parents on delete.
+ORDER = (
+    "school_group",
+    "student",
+    "guardian",
+    "staff",
+    "student_group",
+    "student_guardian",
+    "staff_group",
+)
+
+
+def write_plan(*, session: Session, school_id: uuid.UUID, plan: Plan) -> None:
+    for name in reversed(ORDER):
+        if name in plan.tables and plan.tables[name].deletes:
+            bulk_delete(session, TABLES[name], school_id, plan.tables[name].deletes)
+    for name in ORDER:
+        if name in plan.tables:
+            bulk_insert(session, TABLES[name], plan.tables[name].inserts)
+            bulk_update(session, TABLES[name], plan.tables[name].updates)
+    drift = TABLES["drift_item"]
+    bulk_delete(session, drift, school_id, plan.drift_deletes)
+    bulk_insert(session, drift, plan.drift_inserts)
+    bulk_update(session, drift, plan.drift_updates)
+    for chunk in _chunks(plan.drift_touched):
+        session.execute(
+            update(drift)
+            .where(drift.c.school_id == school_id, drift.c.id.in_(chunk))
+            .values(last_seen_at=plan.now, last_run_id=plan.run_id)
+        )

@@ -1,0 +1,300 @@
+"""A snapshot's way through the service: stored on receipt, validated, applied in one
+transaction under the school's lock, and recorded as a sync run whatever happens.
+
+Three transactions, so that a failure never half-applies and is never forgotten:
+1. store the raw body and open a run (`received`);
+2. lock the school, merge, write, mark the run `applied` (or `stored`/`held`), commit;
+3. only when 2 failed: mark the run `failed` with the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col, select
+
+from app.db import begin_write, utcnow
+from app.errors import Conflict, DomainError, Unprocessable
+from app.esis.parsing import Parsed, parse_snapshot
+from app.esis.validation import check_snapshot
+from app.events.service import emit
+from app.schools import repository as schools
+from app.schools.models import CouplingState, School, UpdatePolicy
+from app.sync import repository
+from app.sync.models import RunStatus, Snapshot, SyncRun
+from app.sync.service import plan_merge
+
+log = logging.getLogger("esis_sync.sync")
+
+DONE = (RunStatus.APPLIED.value, RunStatus.STORED.value, RunStatus.HELD.value)
+
+
+@dataclass(frozen=True)
+class Received:
+    run: SyncRun
+    replayed: bool
+
+
+def receive_snapshot(
+    *,
+    sessions: sessionmaker[Session],
+    school_id: uuid.UUID,
+    body: bytes,
+    content_type: str,
+    idempotency_key: str | None,
+    origin: str,
+    actor: str,
+) -> Received:
+    """Store, validate and apply one pushed or pulled snapshot (R3: both take this path)."""
+    digest = hashlib.sha256(body).hexdigest()
+    stored = _store(
+        sessions=sessions,
+        school_id=school_id,
+        body=body,
+        digest=digest,
+        content_type=content_type,
+        idempotency_key=idempotency_key,
+        origin=origin,
+        actor=actor,
+    )
+    if isinstance(stored, Received):
+        return stored
+    _snapshot, run = stored
+    try:
+        parsed = parse_snapshot(body, content_type)
+        run = _apply(sessions=sessions, school_id=school_id, run_id=run.id, parsed=parsed)
+    except Exception as exc:
+        _fail(sessions=sessions, school_id=school_id, run_id=run.id, exc=exc)
+        raise
+    return Received(run=run, replayed=False)
+
+
+def _store(
+    *,
+    sessions: sessionmaker[Session],
+    school_id: uuid.UUID,
+    body: bytes,
+    digest: str,
+    content_type: str,
+    idempotency_key: str | None,
+    origin: str,
+    actor: str,
+) -> Received | tuple[Snapshot, SyncRun]:
+    """Transaction 1: keep the raw body; or find that it was received before."""
+    with sessions() as session:
+        begin_write(session)
+        existing = _find_existing(session, school_id, digest, idempotency_key)
+        if existing is None:
+            snapshot = Snapshot(
+                school_id=school_id,
+                origin=origin,
+                content_type=content_type[:100],
+                body=body,
+                body_sha256=digest,
+                idempotency_key=idempotency_key,
+                received_by=actor,
+            )
+            session.add(snapshot)
+            try:
+                session.flush()
+            except IntegrityError:
+                # A concurrent request stored the same body first: answer with its run.
+                session.rollback()
+                begin_write(session)
+                existing = _find_existing(session, school_id, digest, idempotency_key)
+                if existing is None:
+                    raise
+        if existing is not None:
+            if existing.body_sha256 != digest:
+                raise Conflict(
+                    "this Idempotency-Key was used before with a different body",
+                    idempotency_key=idempotency_key,
+                )
+            previous = _latest_run(session, school_id, existing.id)
+            if previous is not None and previous.status in DONE:
+                return Received(run=previous, replayed=True)
+            if previous is not None and previous.error and previous.error.get("status", 500) < 500:
+                # The same body fails the same way: answer with the same problem.
+                raise _replayed_problem(previous.error)
+            snapshot = existing  # received before but never applied (crash or server error)
+        run = SyncRun(school_id=school_id, snapshot_id=snapshot.id, origin=origin, actor=actor)
+        session.add(run)
+        session.commit()
+        return snapshot, run
+
+
+def _find_existing(
+    session: Session, school_id: uuid.UUID, digest: str, idempotency_key: str | None
+) -> Snapshot | None:
+    query = select(Snapshot).where(Snapshot.school_id == school_id)
+    if idempotency_key is not None:
+        by_key = session.scalar(query.where(Snapshot.idempotency_key == idempotency_key))
+        if by_key is not None:
+            return by_key
+    return session.scalar(query.where(Snapshot.body_sha256 == digest))
+
+
+def _latest_run(session: Session, school_id: uuid.UUID, snapshot_id: uuid.UUID) -> SyncRun | None:
+    return session.scalar(
+        select(SyncRun)
+        .where(SyncRun.school_id == school_id, SyncRun.snapshot_id == snapshot_id)
+        .order_by(col(SyncRun.started_at).desc())
+        .limit(1)
+    )
+
+
+def _replayed_problem(error: dict[str, Any]) -> DomainError:
+    problem = DomainError(str(error.get("detail", "")), **error.get("extra", {}))
+    problem.status = int(error["status"])
+    problem.slug = str(error.get("slug", "validation"))
+    problem.title = str(error.get("title", "Request is not valid"))
+    return problem
+
+
+def _apply(
+    *, sessions: sessionmaker[Session], school_id: uuid.UUID, run_id: uuid.UUID, parsed: Parsed
+) -> SyncRun:
+    """Transaction 2: everything the snapshot changes, or nothing."""
+    started = time.perf_counter()
+    with sessions() as session:
+        begin_write(session)
+        school = schools.lock(session=session, school_id=school_id)
+        run = session.get_one(SyncRun, (school_id, run_id))
+        snapshot = parsed.snapshot
+        check_snapshot(snapshot, brin=school.brin, branch=school.branch)
+        year = snapshot.school.school_year
+        if school.current_school_year is not None and year < school.current_school_year:
+            raise Unprocessable(
+                f"school.school_year: {year} is earlier than the school's current year "
+                f"{school.current_school_year}; an older snapshot is never applied",
+                errors=[
+                    {"field": "school.school_year", "message": "earlier than the current year"}
+                ],
+            )
+        warnings = list(parsed.warnings)
+        snapshot_row = session.get_one(Snapshot, (school_id, run.snapshot_id))
+        snapshot_row.school_year = year
+        snapshot_row.generated_at = snapshot.school.generated_at
+        if school.coupling != CouplingState.ACTIVE.value:
+            # Before activation snapshots feed readiness (R1) and activation (R2) only.
+            run.status = RunStatus.STORED.value
+            warnings.append("the coupling is not active: stored for readiness and activation")
+        elif school.current_school_year is not None and year > school.current_school_year:
+            run.status = RunStatus.HELD.value
+            warnings.append(
+                f"snapshot of school year {year} while the school is in "
+                f"{school.current_school_year}: held for the year transition, nothing applied"
+            )
+        else:
+            result = merge_into(session=session, school=school, run_id=run.id, parsed=parsed)
+            run.counts = result.counts
+            warnings.extend(result.warnings)
+            run.status = RunStatus.APPLIED.value
+            if school.current_school_year is None:
+                school.current_school_year = year
+        run.warnings = warnings
+        run.finished_at = utcnow()
+        session.commit()
+    log.info(
+        "snapshot run finished",
+        extra={
+            "school_id": str(school_id),
+            "sync_run_id": str(run_id),
+            "status": run.status,
+            "duration_ms": round((time.perf_counter() - started) * 1000),
+        },
+    )
+    return run
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    counts: dict[str, dict[str, int]]
+    warnings: list[str]
+    report: dict[str, list[dict[str, Any]]] | None
+
+
+def merge_into(
+    *, session: Session, school: School, run_id: uuid.UUID, parsed: Parsed, activation: bool = False
+) -> MergeResult:
+    """Load the school's state once, plan the merge, write it in bulk, emit its events."""
+    now = utcnow()
+    state = repository.load_state(session=session, school_id=school.id)
+    plan = plan_merge(
+        state=state,
+        snapshot=parsed.snapshot,
+        policy=UpdatePolicy(school.update_policy),
+        activation=activation,
+        run_id=run_id,
+        now=now,
+    )
+    repository.write_plan(session=session, school_id=school.id, plan=plan)
+    emit(
+        session=session,
+        school_id=school.id,
+        changes=plan.changes,
+        source="esis",
+        actor="esis",
+        sync_run_id=run_id,
+    )
+    return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
+
+
+def _fail(
+    *, sessions: sessionmaker[Session], school_id: uuid.UUID, run_id: uuid.UUID, exc: Exception
+) -> None:
+    """Transaction 3: the run is recorded as failed, with what went wrong."""
+    if isinstance(exc, DomainError):
+        error: dict[str, Any] = {
+            "status": exc.status,
+            "slug": exc.slug,
+            "title": exc.title,
+            "detail": exc.detail,
+            "extra": exc.extra,
+        }
+    else:
+        error = {
+            "status": 500,
+            "slug": "internal",
+            "title": "Internal error",
+            "detail": f"the snapshot could not be applied ({type(exc).__name__}); nothing "
+            "was changed",
+        }
+    with sessions() as session:
+        begin_write(session)
+        run = session.get_one(SyncRun, (school_id, run_id))
+        run.status = RunStatus.FAILED.value
+        run.error = error
+        run.finished_at = utcnow()
+        session.commit()
+    log.warning(
+        "snapshot run failed",
+        extra={
+            "school_id": str(school_id),
+            "sync_run_id": str(run_id),
+            "error_type": type(exc).__name__,
+            "status": error["status"],
+        },
+    )
+
+
+def latest_snapshot(*, session: Session, school_id: uuid.UUID) -> Snapshot | None:
+    """The newest snapshot that was valid (R1 and R2 read it)."""
+    return session.scalar(
+        select(Snapshot)
+        .join(
+            SyncRun,
+            (col(SyncRun.school_id) == col(Snapshot.school_id))
+            & (col(SyncRun.snapshot_id) == col(Snapshot.id)),
+        )
+        .where(Snapshot.school_id == school_id, col(SyncRun.status).in_(DONE))
+        .order_by(col(Snapshot.received_at).desc())
+        .limit(1)
+    )

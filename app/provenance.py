@@ -54,7 +54,7 @@ class LinkProvenance(SchoolScoped):
 
 class RecordProvenance(LinkProvenance):
     # The LAS key (EDEXml @key): unique per school, never reused (esis-protocol.md).
-    esis_key: str | None = Field(default=None, max_length=64)
+    esis_key: str | None = Field(default=None, max_length=256)
     # Set when purge removed the personal data after the retention window: the row stays as
     # a tombstone so that the next ESIS snapshot does not bring the record back (R6).
     tombstoned_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -22,26 +22,44 @@ def school_snapshot(
         "students": [],
         "guardians": [],
         "staff": [
-            {"key": "LK01", "last_name": "Bakker", "initials": "P",
-             "email": "p.bakker@school.example.nl", "roles": ["leerkracht"], "groups": ["G5A"]},
-            {"key": "LK02", "last_name": "Visser", "initials": "M",
-             "email": "m.visser@school.example.nl", "groups": ["G6A", "LEES1"]},
+            {
+                "key": "LK01",
+                "last_name": "Bakker",
+                "initials": "P",
+                "email": "p.bakker@school.example.nl",
+                "roles": ["leerkracht"],
+                "groups": ["G5A"],
+            },
+            {
+                "key": "LK02",
+                "last_name": "Visser",
+                "initials": "M",
+                "email": "m.visser@school.example.nl",
+                "groups": ["G6A", "LEES1"],
+            },
         ],
     }
     for i in range(1, students + 1):
         key = f"S{i:04d}"
         snap["students"].append(
             {
-                "key": key, "last_name": f"Leerling{i}", "given_name": f"Kind{i}",
-                "birth_date": f"2017-0{1 + i % 9}-1{i % 10}", "gender": "female" if i % 2 else "male",
-                "year_level": 5 if i % 2 else 6, "group": "G5A" if i % 2 else "G6A",
+                "key": key,
+                "last_name": f"Leerling{i}",
+                "given_name": f"Kind{i}",
+                "birth_date": f"2017-0{1 + i % 9}-1{i % 10}",
+                "gender": "female" if i % 2 else "male",
+                "year_level": 5 if i % 2 else 6,
+                "group": "G5A" if i % 2 else "G6A",
                 "composite_groups": ["LEES1"] if i % 3 == 0 else [],
             }
         )
         snap["guardians"].append(
             {
-                "key": f"V{i:04d}", "last_name": f"Ouder{i}", "initials": "A",
-                "email": f"ouder{i}@example.nl", "phone": "+31612345678",
+                "key": f"V{i:04d}",
+                "last_name": f"Ouder{i}",
+                "initials": "A",
+                "email": f"ouder{i}@example.nl",
+                "phone": "+31612345678",
                 "students": [{"student": key, "relation": "mother"}],
             }
         )

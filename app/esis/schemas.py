@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 Key = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=64, strip_whitespace=True),
+    StringConstraints(min_length=1, max_length=256, strip_whitespace=True),
     Field(description="The LAS key: stable for a career, never reused (EDEXml `@key`)."),
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]

@@ -1,0 +1,106 @@
+"""Helpers for merge tests: push through the API, inspect through plain SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import metadata, utcnow
+from tests.factories import SchoolKeys, auth
+from tests.snapshots import Snapshot
+
+_stamp = itertools.count()
+
+
+def push(
+    client: TestClient,
+    school: SchoolKeys,
+    snapshot: Snapshot,
+    *,
+    fresh: bool = True,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Push a snapshot; `fresh` gives it a new generated_at so the body is new."""
+    if fresh:
+        moment = dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=next(_stamp))
+        snapshot = {
+            **snapshot,
+            "school": {**snapshot["school"], "generated_at": moment.isoformat()},
+        }
+    response: Response = client.post(
+        f"/api/v1/schools/{school.key}/esis/snapshots",
+        json=snapshot,
+        headers={**auth(school.esis), **(headers or {})},
+    )
+    return response
+
+
+def applied(response: Response) -> dict[str, Any]:
+    assert response.status_code in (200, 201), response.text
+    run: dict[str, Any] = response.json()
+    assert run["status"] == "applied", run
+    return run
+
+
+def activate(client: TestClient, school: SchoolKeys, snapshot: Snapshot) -> dict[str, Any]:
+    stored = push(client, school, snapshot)
+    assert stored.json()["status"] == "stored", stored.text
+    response = client.post(
+        f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin)
+    )
+    assert response.status_code == 201, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+def rows(db: sessionmaker[Session], name: str, **where: Any) -> list[dict[str, Any]]:
+    t = metadata.tables[name]
+    query = select(t)
+    for column, value in where.items():
+        query = query.where(t.c[column] == value)
+    with db() as session:
+        return [dict(r) for r in session.execute(query).mappings()]
+
+
+def one(db: sessionmaker[Session], name: str, **where: Any) -> dict[str, Any]:
+    found = rows(db, name, **where)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def edit_locally(
+    db: sessionmaker[Session], table_name: str, record_id: uuid.UUID, /, **values: Any
+) -> None:
+    """What a user's edit through the roster API does: new values, marked as edited locally."""
+    t = metadata.tables[table_name]
+    with db.begin() as session:
+        row = session.execute(select(t).where(t.c.id == record_id)).mappings().one()
+        edits = dict(row["local_edits"] or {})
+        for field in values:
+            edits[field] = {"by": "key:test", "at": utcnow().isoformat()}
+        session.execute(
+            update(t)
+            .where(t.c.id == record_id)
+            .values(**values, local_edits=edits, version=row["version"] + 1)
+        )
+
+
+def delete_locally(db: sessionmaker[Session], name: str, record_id: uuid.UUID) -> None:
+    """What a user's DELETE through the roster API does: a soft delete."""
+    t = metadata.tables[name]
+    with db.begin() as session:
+        session.execute(
+            update(t).where(t.c.id == record_id).values(deleted_at=utcnow(), deleted_by="key:test")
+        )
+
+
+def counts(run: dict[str, Any], entity: str) -> dict[str, int]:
+    result: dict[str, int] = run["counts"].get(entity, {})
+    return result

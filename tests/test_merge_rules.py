@@ -614,3 +614,41 @@ def test_decision_an_earlier_school_year_is_refused_and_a_later_one_held(
     assert held.json()["status"] == "held"
     assert len(rows(db, "student")) == 2
     assert all(r["missing_in_esis_since"] is None for r in rows(db, "student"))
+
+
+def test_r2_a_failing_activation_changes_nothing_and_is_recorded(
+    client: TestClient, db: sessionmaker[Session], backend: str
+) -> None:
+    school = make_school(client, db)
+    snap = school_snapshot(students=2)
+    snap["students"].append({"key": "BOOM", "last_name": "Faalt", "group": "G5A"})
+    snap["guardians"].append(
+        {
+            "key": "V0100",
+            "last_name": "X",
+            "email": "x@example.nl",
+            "students": [{"student": "BOOM"}],
+        }
+    )
+    push(client, school, snap)
+    with db.begin() as session:
+        for statement in _TRIGGER[backend]:
+            session.connection().exec_driver_sql(statement)
+    try:
+        response = client.post(
+            f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin)
+        )
+    finally:
+        with db.begin() as session:
+            session.connection().exec_driver_sql(
+                "DROP TRIGGER IF EXISTS boom ON student"
+                if backend == "postgresql"
+                else "DROP TRIGGER IF EXISTS boom"
+            )
+    assert response.status_code == 500
+    assert rows(db, "student") == []
+    assert rows(db, "school_group") == []
+    assert one(db, "school", key=school.key)["coupling"] == "inactive"
+    runs = client.get(f"/api/v1/schools/{school.key}/sync-runs", headers=auth(school.reader))
+    latest = runs.json()["items"][0]
+    assert (latest["kind"], latest["status"]) == ("activation", "failed")

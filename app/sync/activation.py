@@ -15,7 +15,7 @@ from app.events.service import Change, emit
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
 from app.sync.models import RunKind, RunStatus, Snapshot, SyncRun
-from app.sync.runs import latest_snapshot, merge_into
+from app.sync.runs import latest_snapshot, merge_into, record_failure
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,22 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
         )
         session.add(run)
         session.flush()
-        result = merge_into(
-            session=session, school=school, run_id=run.id, parsed=parsed, activation=True
-        )
+        try:
+            result = merge_into(
+                session=session, school=school, run_id=run.id, parsed=parsed, activation=True
+            )
+        except Exception as exc:
+            session.rollback()
+            # Nothing of the initial load stays; the failed attempt is recorded on its own.
+            failed = SyncRun(
+                school_id=school_id,
+                snapshot_id=row.id,
+                kind=RunKind.ACTIVATION.value,
+                origin=row.origin,
+                actor=actor,
+            )
+            record_failure(sessions=sessions, run=failed, exc=exc)
+            raise
         _switch(session, school, CouplingState.ACTIVE, actor)
         school.current_school_year = parsed.snapshot.school.school_year
         run.counts = result.counts

@@ -247,40 +247,55 @@ def merge_into(
     return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
 
 
-def _fail(
-    *, sessions: sessionmaker[Session], school_id: uuid.UUID, run_id: uuid.UUID, exc: Exception
-) -> None:
-    """Transaction 3: the run is recorded as failed, with what went wrong."""
+def problem_of(exc: Exception) -> dict[str, Any]:
+    """What a failed run records: the problem a client saw, or a server error without details."""
     if isinstance(exc, DomainError):
-        error: dict[str, Any] = {
+        return {
             "status": exc.status,
             "slug": exc.slug,
             "title": exc.title,
             "detail": exc.detail,
             "extra": exc.extra,
         }
-    else:
-        error = {
-            "status": 500,
-            "slug": "internal",
-            "title": "Internal error",
-            "detail": f"the snapshot could not be applied ({type(exc).__name__}); nothing "
-            "was changed",
-        }
+    return {
+        "status": 500,
+        "slug": "internal",
+        "title": "Internal error",
+        "detail": f"the snapshot could not be applied ({type(exc).__name__}); nothing was changed",
+    }
+
+
+def _fail(
+    *, sessions: sessionmaker[Session], school_id: uuid.UUID, run_id: uuid.UUID, exc: Exception
+) -> None:
+    """Transaction 3: the run is recorded as failed, with what went wrong."""
     with sessions() as session:
         begin_write(session)
         run = session.get_one(SyncRun, (school_id, run_id))
-        run.status = RunStatus.FAILED.value
-        run.error = error
-        run.finished_at = utcnow()
+        _mark_failed(run, exc)
         session.commit()
+
+
+def record_failure(*, sessions: sessionmaker[Session], run: SyncRun, exc: Exception) -> None:
+    """Record a run that failed inside a transaction that was rolled back."""
+    with sessions() as session:
+        begin_write(session)
+        _mark_failed(run, exc)
+        session.add(run)
+        session.commit()
+
+
+def _mark_failed(run: SyncRun, exc: Exception) -> None:
+    run.status = RunStatus.FAILED.value
+    run.error = problem_of(exc)
+    run.finished_at = utcnow()
     log.warning(
-        "snapshot run failed",
+        "sync run failed",
         extra={
-            "school_id": str(school_id),
-            "sync_run_id": str(run_id),
+            "school_id": str(run.school_id),
+            "sync_run_id": str(run.id),
             "error_type": type(exc).__name__,
-            "status": error["status"],
+            "status": run.error["status"],
         },
     )
 

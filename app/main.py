@@ -14,9 +14,11 @@ from app.db import make_engine, make_sessionmaker
 from app.errors import Problem, install_error_handlers
 from app.esis.router import router as esis_router
 from app.esis.schemas import EsisSnapshot
+from app.events.router import router as events_router
 from app.logging import configure_logging
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.migrations import head_revision
+from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
 from app.sync.router import router as sync_router
 
@@ -41,6 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "schools", "description": "Schools, their policy and API keys."},
             {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
             {"name": "sync", "description": "Sync runs (R3) and drift (R5)."},
+            {
+                "name": "roster",
+                "description": "Groups, students, guardians, staff, class "
+                "arrangements and reports, with provenance.",
+            },
             {"name": "health", "description": "Liveness and readiness."},
         ],
     )
@@ -58,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schools_router)
     app.include_router(esis_router)
     app.include_router(sync_router)
+    app.include_router(roster_router)
+    app.include_router(events_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,0 +1,402 @@
+"""The roster API (HTTP only): the same routes for students, guardians, staff and groups.
+
+No `from __future__ import annotations` here: the route factory hands FastAPI real types.
+"""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from pydantic import BaseModel
+
+from app.auth.dependencies import ReadSchool, SessionDep, WriteSchool
+from app.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    Unprocessable,
+    problem_responses,
+)
+from app.pagination import Cursor, Limit
+from app.provenance import Source
+from app.roster import arrangements, reports, service, views
+from app.roster.repository import GROUPS, GUARDIANS, STAFF, STUDENTS, Filters, Kind, list_rows
+from app.roster.schemas import (
+    ClassArrangementCreate,
+    ClassArrangementList,
+    ClassArrangementPublic,
+    ClassArrangementUpdate,
+    GroupCreate,
+    GroupList,
+    GroupPublic,
+    GroupUpdate,
+    GuardianCreate,
+    GuardianList,
+    GuardianPublic,
+    GuardianUpdate,
+    MissingReport,
+    ReviewReport,
+    StaffCreate,
+    StaffList,
+    StaffPublic,
+    StaffUpdate,
+    StudentCreate,
+    StudentList,
+    StudentPublic,
+    StudentUpdate,
+)
+
+router = APIRouter(prefix="/api/v1/schools/{school}", tags=["roster"])
+AUTH = (Unauthorized, Forbidden, NotFound)
+IfMatch = Annotated[
+    str | None,
+    Header(description="The `ETag` you read; a stale one gets 412 instead of overwriting."),
+]
+
+
+def _routes(
+    kind: Kind,
+    public: type[BaseModel],
+    listing: type[BaseModel],
+    update_model: type[BaseModel],
+    create_model: type[BaseModel],
+    rules: str,
+) -> None:
+    noun = kind.name
+    path = f"/{kind.collection}"
+
+    @router.get(
+        path,
+        summary=f"List {kind.collection}",
+        description=f"The school's {kind.collection}, oldest first, with provenance (source, "
+        "local edits, open drift (R5), missing in ESIS since (R6), deletion). Filters: "
+        "`source`, `missing_in_esis`, `has_drift`, `deleted`, `q` (name or e-mail), `group_id`"
+        + (", `year_level`" if kind in (STUDENTS, GROUPS) else "")
+        + ".",
+        response_model=listing,
+        responses=problem_responses(*AUTH, Unprocessable),
+        name=f"list_{kind.collection}",
+    )
+    def list_(
+        ctx: ReadSchool,
+        session: SessionDep,
+        source: Annotated[Source | None, Query(description="Only this source.")] = None,
+        missing_in_esis: Annotated[bool | None, Query(description="R6: missing in ESIS.")] = None,
+        has_drift: Annotated[bool | None, Query(description="R5: with open drift.")] = None,
+        deleted: Annotated[
+            bool, Query(description="Deleted records instead of live ones.")
+        ] = False,
+        q: Annotated[
+            str | None, Query(max_length=100, description="Name or e-mail contains.")
+        ] = None,
+        group_id: Annotated[uuid.UUID | None, Query(description="In this group.")] = None,
+        year_level: Annotated[int | None, Query(ge=0, le=99)] = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Any:
+        filters = Filters(
+            source=source.value if source else None,
+            missing_in_esis=missing_in_esis,
+            has_drift=has_drift,
+            deleted=deleted,
+            q=q,
+            group_id=group_id,
+            year_level=year_level,
+        )
+        rows, next_cursor = list_rows(
+            session=session,
+            kind=kind,
+            school_id=ctx.school.id,
+            filters=filters,
+            limit=limit,
+            cursor=cursor,
+        )
+        return listing(
+            items=views.build(session, kind, ctx.school.id, rows), next_cursor=next_cursor
+        )
+
+    @router.get(
+        path + "/{record_id}",
+        summary=f"Get a {noun}",
+        description=f"One {noun} with its relations and provenance; the `ETag` header is its "
+        "version, for `If-Match` on a later PATCH or DELETE. Deleted records are shown with "
+        "their deletion state (restorable within the retention window).",
+        response_model=public,
+        responses=problem_responses(*AUTH),
+        name=f"get_{noun}",
+    )
+    def get_(record_id: uuid.UUID, ctx: ReadSchool, session: SessionDep, response: Response) -> Any:
+        row = service.get(session=session, kind=kind, school_id=ctx.school.id, record_id=record_id)
+        response.headers["ETag"] = service.etag(row)
+        return views.build(session, kind, ctx.school.id, [row])[0]
+
+    @router.patch(
+        path + "/{record_id}",
+        summary=f"Edit a {noun}",
+        description=f"Changes the given fields and marks each changed one as edited locally (by "
+        f"your key, now). {rules} Send `If-Match` with the ETag you read: a stale one gets 412. "
+        "After activation the ESIS key is ESIS's (409).",
+        response_model=public,
+        responses=problem_responses(*AUTH, Conflict, PreconditionFailed, Unprocessable),
+        name=f"update_{noun}",
+    )
+    def patch_(
+        record_id: uuid.UUID,
+        data: update_model,  # type: ignore[valid-type]
+        ctx: WriteSchool,
+        session: SessionDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> Any:
+        row = service.patch(
+            session=session,
+            kind=kind,
+            school_id=ctx.school.id,
+            record_id=record_id,
+            data=data,
+            if_match=if_match,
+            actor=ctx.principal.actor,
+        )
+        response.headers["ETag"] = service.etag(row)
+        return views.build(session, kind, ctx.school.id, [row])[0]
+
+    @router.delete(
+        path + "/{record_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        summary=f"Delete a {noun}",
+        description="A soft delete (R6): the record disappears from lists, is restorable within "
+        "the retention window, and the next ESIS snapshot does not bring it back. After the "
+        "window its personal data is purged.",
+        responses=problem_responses(*AUTH, PreconditionFailed),
+        name=f"delete_{noun}",
+    )
+    def delete_(
+        record_id: uuid.UUID, ctx: WriteSchool, session: SessionDep, if_match: IfMatch = None
+    ) -> Response:
+        service.soft_delete(
+            session=session,
+            kind=kind,
+            school_id=ctx.school.id,
+            record_id=record_id,
+            if_match=if_match,
+            actor=ctx.principal.actor,
+        )
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post(
+        path + "/{record_id}/restore",
+        summary=f"Restore a deleted {noun}",
+        description="Undoes a deletion while the retention window lasts (409 after it, or when "
+        "the record is not deleted).",
+        response_model=public,
+        responses=problem_responses(*AUTH, Conflict),
+        name=f"restore_{noun}",
+    )
+    def restore_(
+        record_id: uuid.UUID,
+        request: Request,
+        ctx: WriteSchool,
+        session: SessionDep,
+        response: Response,
+    ) -> Any:
+        row = service.restore(
+            session=session,
+            kind=kind,
+            school_id=ctx.school.id,
+            record_id=record_id,
+            retention_days=request.app.state.settings.retention_days,
+            actor=ctx.principal.actor,
+        )
+        response.headers["ETag"] = service.etag(row)
+        return views.build(session, kind, ctx.school.id, [row])[0]
+
+    create_rule = (
+        "A local group (mid-year entrants, after-school care): never removed automatically, "
+        "flagged for review at the year transition (R10)."
+        if kind is GROUPS
+        else f"A local {noun}, only while the coupling is inactive: after activation ESIS "
+        "leads for additions (R4) and this answers 409."
+    )
+
+    @router.post(
+        path,
+        status_code=status.HTTP_201_CREATED,
+        summary=f"Create a local {noun}",
+        description=create_rule,
+        response_model=public,
+        responses=problem_responses(*AUTH, Conflict, Unprocessable),
+        name=f"create_{noun}",
+    )
+    def create_(
+        data: create_model,  # type: ignore[valid-type]
+        ctx: WriteSchool,
+        session: SessionDep,
+        response: Response,
+    ) -> Any:
+        row = service.create(
+            session=session,
+            kind=kind,
+            school_id=ctx.school.id,
+            data=data,
+            actor=ctx.principal.actor,
+        )
+        response.headers["ETag"] = service.etag(row)
+        return views.build(session, kind, ctx.school.id, [row])[0]
+
+
+PERSON_RULES = "R5: ESIS never overwrites an edited field; its differing value shows as drift."
+_routes(STUDENTS, StudentPublic, StudentList, StudentUpdate, StudentCreate, PERSON_RULES)
+_routes(GUARDIANS, GuardianPublic, GuardianList, GuardianUpdate, GuardianCreate, PERSON_RULES)
+_routes(STAFF, StaffPublic, StaffList, StaffUpdate, StaffCreate, PERSON_RULES)
+_routes(
+    GROUPS,
+    GroupPublic,
+    GroupList,
+    GroupUpdate,
+    GroupCreate,
+    "An edited ESIS group attribute is kept against ESIS (as drift); a local group's "
+    "members are set with `student_ids`.",
+)
+
+
+# --- class arrangements (R11) ---------------------------------------------------------------
+
+
+@router.get(
+    "/class-arrangements",
+    summary="List class arrangements",
+    description="R11: divisions of students into classes made here, never from ESIS.",
+    responses=problem_responses(*AUTH, Unprocessable),
+)
+def list_arrangements(
+    ctx: ReadSchool,
+    session: SessionDep,
+    deleted: bool = False,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> ClassArrangementList:
+    items, next_cursor = arrangements.list_all(
+        session=session, school_id=ctx.school.id, deleted=deleted, limit=limit, cursor=cursor
+    )
+    return ClassArrangementList(items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "/class-arrangements",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a class arrangement",
+    description="R11: the school's own division of students into classes, e.g. for next year.",
+    responses=problem_responses(*AUTH, Conflict, Unprocessable),
+)
+def create_arrangement(
+    data: ClassArrangementCreate, ctx: WriteSchool, session: SessionDep
+) -> ClassArrangementPublic:
+    return arrangements.create(
+        session=session, school_id=ctx.school.id, data=data, actor=ctx.principal.actor
+    )
+
+
+@router.get(
+    "/class-arrangements/{arrangement_id}",
+    summary="Get a class arrangement",
+    description="R11: with its placements and, after a year transition, why it needs review.",
+    responses=problem_responses(*AUTH),
+)
+def get_arrangement(
+    arrangement_id: uuid.UUID, ctx: ReadSchool, session: SessionDep, response: Response
+) -> ClassArrangementPublic:
+    found = arrangements.get(
+        session=session, school_id=ctx.school.id, arrangement_id=arrangement_id
+    )
+    response.headers["ETag"] = f'"{found.version}"'
+    return found
+
+
+@router.patch(
+    "/class-arrangements/{arrangement_id}",
+    summary="Change a class arrangement",
+    description="R11: name, description, school year, placements (replacing them). A change "
+    "clears the review flag: the school has checked it. Honours `If-Match`.",
+    responses=problem_responses(*AUTH, PreconditionFailed, Unprocessable),
+)
+def update_arrangement(
+    arrangement_id: uuid.UUID,
+    data: ClassArrangementUpdate,
+    ctx: WriteSchool,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> ClassArrangementPublic:
+    return arrangements.patch(
+        session=session,
+        school_id=ctx.school.id,
+        arrangement_id=arrangement_id,
+        data=data,
+        if_match=if_match,
+        actor=ctx.principal.actor,
+    )
+
+
+@router.delete(
+    "/class-arrangements/{arrangement_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a class arrangement",
+    description="A soft delete, restorable within the retention window.",
+    responses=problem_responses(*AUTH),
+)
+def delete_arrangement(
+    arrangement_id: uuid.UUID, ctx: WriteSchool, session: SessionDep
+) -> Response:
+    arrangements.set_deleted(
+        session=session,
+        school_id=ctx.school.id,
+        arrangement_id=arrangement_id,
+        deleted=True,
+        actor=ctx.principal.actor,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/class-arrangements/{arrangement_id}/restore",
+    summary="Restore a deleted class arrangement",
+    description="Undoes a deletion.",
+    responses=problem_responses(*AUTH, Conflict),
+)
+def restore_arrangement(
+    arrangement_id: uuid.UUID, ctx: WriteSchool, session: SessionDep
+) -> ClassArrangementPublic:
+    arrangements.set_deleted(
+        session=session,
+        school_id=ctx.school.id,
+        arrangement_id=arrangement_id,
+        deleted=False,
+        actor=ctx.principal.actor,
+    )
+    return arrangements.get(session=session, school_id=ctx.school.id, arrangement_id=arrangement_id)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+@router.get(
+    "/reports/missing-in-esis",
+    summary="What ESIS no longer lists (R6)",
+    description="Records and links that disappeared from ESIS during the year: they stay, "
+    "marked missing since a date, until the year transition (R7-R9) or a user deletes them.",
+    responses=problem_responses(*AUTH, Unprocessable),
+)
+def missing_report(ctx: WriteSchool, session: SessionDep, limit: Limit = 100) -> MissingReport:
+    return reports.missing_in_esis(session=session, school_id=ctx.school.id, limit=limit)
+
+
+@router.get(
+    "/reports/review",
+    summary="What the school must check by hand (R10, R11)",
+    description="Local groups to remove by hand (R10) and class arrangements to check against "
+    "the new year (R11), each with why; flagged at the year transition.",
+    responses=problem_responses(*AUTH),
+)
+def review_report(ctx: WriteSchool, session: SessionDep) -> ReviewReport:
+    return reports.review(session=session, school_id=ctx.school.id)

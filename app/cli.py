@@ -93,6 +93,21 @@ def create_school(
 
 
 @cli.command()
+def purge() -> None:
+    """Remove the personal data of records deleted longer ago than the retention window."""
+    from app.db import make_engine, make_sessionmaker
+    from app.roster.purge import purge as run_purge
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        counts = run_purge(session=session, retention_days=settings.retention_days)
+    engine.dispose()
+    done = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing"
+    typer.echo(f"purged (retention {settings.retention_days} days): {done}")
+
+
+@cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides ESIS_SYNC_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides ESIS_SYNC_PORT.")] = None,

@@ -19,7 +19,11 @@ class Health(BaseModel):
     detail: str | None = None
 
 
-@router.get("/healthz", summary="Liveness", description="The process is up.")
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    description="The process is up (no database check; see `/readyz`).",
+)
 def healthz() -> Health:
     return Health(status="ok")
 

@@ -361,7 +361,7 @@ def delete_arrangement(
 @router.post(
     "/class-arrangements/{arrangement_id}/restore",
     summary="Restore a deleted class arrangement",
-    description="Undoes a deletion.",
+    description="Undoes a deletion of a class arrangement (R11); 409 when it is not deleted.",
     responses=problem_responses(*AUTH, Conflict),
 )
 def restore_arrangement(

@@ -46,7 +46,12 @@ class SchoolPolicy(BaseModel):
 
 
 class SchoolCreate(SchoolPolicy):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"brin": "12AB", "branch": "00", "name": "Basisschool De Regenboog"}]
+        },
+    )
 
     brin: Brin
     branch: Branch = "00"
@@ -58,7 +63,12 @@ class SchoolCreate(SchoolPolicy):
 class SchoolUpdate(BaseModel):
     """Fields absent from the request stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"update_policy": "apply_unedited", "daily_sync_time": "17:30:00"}]
+        },
+    )
 
     name: (
         Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
@@ -91,7 +101,10 @@ class SchoolList(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"role": "esis", "name": "ESIS push client"}]},
+    )
 
     role: Role = Field(
         description="`esis`, `reader` or `admin` (operator keys are made by the CLI)."

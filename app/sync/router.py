@@ -89,7 +89,7 @@ def list_drift(
 @router.post(
     "/drift/accept",
     summary="Accept drift (R5)",
-    description="Applies ESIS's value for the given drift items (by `ids`, or every item "
+    description="R5: applies ESIS's value for the given drift items (by `ids`, or every item "
     "matching `filter`) and records it as coming from ESIS: the field's local-edit mark is "
     "cleared and an event is written per item.",
     responses=problem_responses(*AUTH, Unprocessable),

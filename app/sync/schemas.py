@@ -103,7 +103,10 @@ class DriftFilter(BaseModel):
 class DriftAccept(BaseModel):
     """Give `ids`, or a `filter` (all open drift matching it). Not both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"filter": {"entity": "guardian", "field": "phone"}}]},
+    )
 
     ids: list[uuid.UUID] | None = Field(default=None, max_length=10000)
     filter: DriftFilter | None = None

@@ -119,6 +119,9 @@ def test_cli_migrate_create_key_and_school(tmp_path: Path) -> None:
     assert again.returncode == 1 and "already exists" in again.stderr
     bad = _cli("create-school", "XXXX", "Nope", env=env)
     assert bad.returncode == 2
+    purged = _cli("purge", env=env)
+    assert purged.returncode == 0
+    assert "retention 30 days" in purged.stdout
 
 
 def test_cli_reports_invalid_settings(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "description": "Groups, students, guardians, staff, class "
                 "arrangements and reports, with provenance.",
             },
+            {"name": "events", "description": "The audit trail and change feed."},
             {"name": "health", "description": "Liveness and readiness."},
         ],
     )

@@ -21,6 +21,7 @@ from app.migrations import head_revision
 from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
 from app.sync.router import router as sync_router
+from app.year_transition.router import router as year_transition_router
 
 DESCRIPTION = """
 One-way sync of a Dutch primary school's groups, students, guardians and staff from ESIS
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "arrangements and reports, with provenance.",
             },
             {"name": "events", "description": "The audit trail and change feed."},
+            {"name": "year transition", "description": "R7-R11: preview, guard, apply."},
             {"name": "health", "description": "Liveness and readiness."},
         ],
     )
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync_router)
     app.include_router(roster_router)
     app.include_router(events_router)
+    app.include_router(year_transition_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -16,6 +16,7 @@ from app.roster.models import (
 )
 from app.schools.models import School
 from app.sync.models import DriftItem, Snapshot, SyncRun
+from app.year_transition.models import YearTransition
 
 __all__ = [
     "ApiKey",
@@ -33,5 +34,6 @@ __all__ = [
     "StudentGroup",
     "StudentGuardian",
     "SyncRun",
+    "YearTransition",
     "metadata",
 ]

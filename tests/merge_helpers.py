@@ -60,8 +60,8 @@ def activate(client: TestClient, school: SchoolKeys, snapshot: Snapshot) -> dict
     return run
 
 
-def rows(db: sessionmaker[Session], name: str, **where: Any) -> list[dict[str, Any]]:
-    t = metadata.tables[name]
+def rows(db: sessionmaker[Session], table_name: str, /, **where: Any) -> list[dict[str, Any]]:
+    t = metadata.tables[table_name]
     query = select(t)
     for column, value in where.items():
         query = query.where(t.c[column] == value)
@@ -69,8 +69,8 @@ def rows(db: sessionmaker[Session], name: str, **where: Any) -> list[dict[str, A
         return [dict(r) for r in session.execute(query).mappings()]
 
 
-def one(db: sessionmaker[Session], name: str, **where: Any) -> dict[str, Any]:
-    found = rows(db, name, **where)
+def one(db: sessionmaker[Session], table_name: str, /, **where: Any) -> dict[str, Any]:
+    found = rows(db, table_name, **where)
     assert len(found) == 1, found
     return found[0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -76,6 +77,7 @@ async def push_snapshot(
         idempotency_key=idempotency_key,
         origin="push",
         actor=ctx.principal.actor,
+        today=dt.datetime.now(request.app.state.settings.tz).date(),
     )
     if received.replayed:
         response.status_code = status.HTTP_200_OK

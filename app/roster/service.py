@@ -317,14 +317,40 @@ def restore(
         .where(t.c.school_id == school_id, t.c.id == record_id)
         .values(deleted_at=None, deleted_by=None, updated_at=utcnow(), version=row["version"] + 1)
     )
-    emit(
-        session=session,
-        school_id=school_id,
-        source="api",
-        actor=actor,
-        changes=[Change(kind.name, record_id, "restored")],
-    )
+    changes = [Change(kind.name, record_id, "restored")]
+    marker = row["deleted_by"] or ""
+    if kind is STUDENTS and marker.startswith("year-transition:"):
+        changes += _restore_guardians_of(session, school_id, record_id, marker)
+    emit(session=session, school_id=school_id, source="api", actor=actor, changes=changes)
     return get(session=session, kind=kind, school_id=school_id, record_id=record_id)
+
+
+def _restore_guardians_of(
+    session: Session, school_id: uuid.UUID, student_id: uuid.UUID, marker: str
+) -> list[Change]:
+    """A student removed by mistake at the year transition comes back with the guardians
+    that were removed because of it (R8), and so with their links."""
+    g = GUARDIANS.table
+    link = metadata.tables["student_guardian"]
+    ids = list(
+        session.scalars(
+            select(g.c.id)
+            .join(link, (link.c.school_id == g.c.school_id) & (link.c.guardian_id == g.c.id))
+            .where(
+                link.c.school_id == school_id,
+                link.c.student_id == student_id,
+                g.c.deleted_by == marker,
+                g.c.tombstoned_at.is_(None),
+            )
+        )
+    )
+    if ids:
+        session.execute(
+            update(g)
+            .where(g.c.school_id == school_id, g.c.id.in_(ids))
+            .values(deleted_at=None, deleted_by=None, updated_at=utcnow(), version=g.c.version + 1)
+        )
+    return [Change("guardian", i, "restored", {"with_student": str(student_id)}) for i in ids]
 
 
 def create(

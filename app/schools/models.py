@@ -33,6 +33,11 @@ class School(SQLModel, table=True):
         CheckConstraint("length(brin) = 4", name="brin_length"),
         CheckConstraint("length(branch) = 2", name="branch_length"),
         CheckConstraint("event_seq >= 0", name="event_seq"),
+        CheckConstraint(
+            "(pause_start IS NULL) = (pause_end IS NULL) AND "
+            "(pause_start IS NULL OR pause_start <= pause_end)",
+            name="pause_window",
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -46,6 +51,10 @@ class School(SQLModel, table=True):
     daily_sync_time: dt.time = Field(default=dt.time(17, 0), sa_type=Time)
     removal_guard_share: float = Field(default=0.30)
     current_school_year: str | None = Field(default=None, max_length=9)
+    # The summer pause: inside it (school-local dates, inclusive) snapshots are stored but
+    # held, and no year transition starts by itself (ESIS exports are often incomplete then).
+    pause_start: dt.date | None = Field(default=None)
+    pause_end: dt.date | None = Field(default=None)
     # Per-school event counter: taking the next number locks the school's row, which both
     # orders the change feed in commit order and serializes writers of one school.
     event_seq: int = Field(default=0)

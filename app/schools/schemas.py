@@ -77,6 +77,12 @@ class SchoolUpdate(BaseModel):
     update_policy: UpdatePolicy | None = None
     daily_sync_time: dt.time | None = None
     removal_guard_share: GuardShare | None = None
+    pause_start: dt.date | None = Field(
+        default=None,
+        description="First day (school-local) of the summer pause: snapshots are stored but "
+        "held and no year transition starts by itself. Set both, or null both to clear.",
+    )
+    pause_end: dt.date | None = Field(default=None, description="Last day of the pause.")
 
 
 class SchoolPublic(SchoolPolicy):
@@ -91,6 +97,8 @@ class SchoolPublic(SchoolPolicy):
     current_school_year: str | None = Field(
         description="The school year of the applied ESIS data, e.g. `2026-2027`."
     )
+    pause_start: dt.date | None = Field(description="Summer pause window: first day.")
+    pause_end: dt.date | None = Field(description="Summer pause window: last day.")
     created_at: dt.datetime
     updated_at: dt.datetime
 

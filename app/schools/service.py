@@ -53,8 +53,18 @@ def update_school(
 ) -> School:
     school = repository.lock(session=session, school_id=school_id)
     changed: dict[str, Any] = {}
-    for name, value in data.model_dump(exclude_unset=True).items():
-        if value is None:
+    values = data.model_dump(exclude_unset=True)
+    if "pause_start" in values or "pause_end" in values:
+        start = values.get("pause_start", school.pause_start)
+        end = values.get("pause_end", school.pause_end)
+        if (start is None) != (end is None) or (start is not None and start > end):
+            raise Unprocessable(
+                "pause_start and pause_end: set both, with the start not after the end, or "
+                "null both to clear the pause window",
+                errors=[{"field": "pause_start", "message": "incomplete or reversed window"}],
+            )
+    for name, value in values.items():
+        if value is None and name not in ("pause_start", "pause_end"):
             raise Unprocessable(f"{name}: may not be null", field=name)
         stored = value.value if hasattr(value, "value") else value
         before = getattr(school, name)

@@ -32,6 +32,7 @@ class RunStatus(StrEnum):
 class RunKind(StrEnum):
     MERGE = "merge"
     ACTIVATION = "activation"
+    YEAR_TRANSITION = "year_transition"  # an admin's start or confirmation of a transition
 
 
 class Snapshot(SchoolScoped, table=True):
@@ -68,7 +69,7 @@ class SyncRun(SchoolScoped, table=True):
         CheckConstraint(
             "status IN ('received', 'stored', 'applied', 'failed', 'held')", name="status"
         ),
-        CheckConstraint("kind IN ('merge', 'activation')", name="kind"),
+        CheckConstraint("kind IN ('merge', 'activation', 'year_transition')", name="kind"),
         Index(None, "school_id", "started_at"),
     )
 

@@ -28,6 +28,7 @@ COUNT_KEYS = (
     "reappeared",
     "suppressed",
     "moved",
+    "removed",
 )
 
 

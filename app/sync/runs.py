@@ -9,6 +9,7 @@ Three transactions, so that a failure never half-applies and is never forgotten:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import time
@@ -51,6 +52,7 @@ def receive_snapshot(
     idempotency_key: str | None,
     origin: str,
     actor: str,
+    today: dt.date,
 ) -> Received:
     """Store, validate and apply one pushed or pulled snapshot (R3: both take this path)."""
     digest = hashlib.sha256(body).hexdigest()
@@ -69,7 +71,9 @@ def receive_snapshot(
     _snapshot, run = stored
     try:
         parsed = parse_snapshot(body, content_type)
-        run = _apply(sessions=sessions, school_id=school_id, run_id=run.id, parsed=parsed)
+        run = _apply(
+            sessions=sessions, school_id=school_id, run_id=run.id, parsed=parsed, today=today
+        )
     except Exception as exc:
         _fail(sessions=sessions, school_id=school_id, run_id=run.id, exc=exc)
         raise
@@ -158,8 +162,22 @@ def _replayed_problem(error: dict[str, Any]) -> DomainError:
     return problem
 
 
+def in_pause(school: School, today: dt.date) -> bool:
+    """Inside the school's summer pause window (inclusive, school-local dates)."""
+    return (
+        school.pause_start is not None
+        and school.pause_end is not None
+        and school.pause_start <= today <= school.pause_end
+    )
+
+
 def _apply(
-    *, sessions: sessionmaker[Session], school_id: uuid.UUID, run_id: uuid.UUID, parsed: Parsed
+    *,
+    sessions: sessionmaker[Session],
+    school_id: uuid.UUID,
+    run_id: uuid.UUID,
+    parsed: Parsed,
+    today: dt.date,
 ) -> SyncRun:
     """Transaction 2: everything the snapshot changes, or nothing."""
     started = time.perf_counter()
@@ -186,12 +204,23 @@ def _apply(
             # Before activation snapshots feed readiness (R1) and activation (R2) only.
             run.status = RunStatus.STORED.value
             warnings.append("the coupling is not active: stored for readiness and activation")
-        elif school.current_school_year is not None and year > school.current_school_year:
+        elif in_pause(school, today):
             run.status = RunStatus.HELD.value
             warnings.append(
-                f"snapshot of school year {year} while the school is in "
-                f"{school.current_school_year}: held for the year transition, nothing applied"
+                f"inside the school's pause window ({school.pause_start} to {school.pause_end}): "
+                "stored, not applied; no year transition starts by itself"
             )
+        elif school.current_school_year is not None and year > school.current_school_year:
+            # R7-R11: the first snapshot of a new school year starts the year transition.
+            from app.year_transition.flow import start_from_snapshot
+
+            outcome = start_from_snapshot(
+                session=session, school=school, run=run, parsed=parsed, actor="esis"
+            )
+            run.status = outcome.status.value
+            run.counts = outcome.counts
+            run.report = {"year_transition_id": str(outcome.transition.id)}
+            warnings.extend(outcome.warnings)
         else:
             result = merge_into(session=session, school=school, run_id=run.id, parsed=parsed)
             run.counts = result.counts
@@ -300,9 +329,12 @@ def _mark_failed(run: SyncRun, exc: Exception) -> None:
     )
 
 
-def latest_snapshot(*, session: Session, school_id: uuid.UUID) -> Snapshot | None:
-    """The newest snapshot that was valid (R1 and R2 read it)."""
-    return session.scalar(
+def latest_snapshot(
+    *, session: Session, school_id: uuid.UUID, after_year: str | None = None
+) -> Snapshot | None:
+    """The newest snapshot that was valid (R1 and R2 read it); with `after_year`, the newest
+    of a later school year (the year transition reads it)."""
+    query = (
         select(Snapshot)
         .join(
             SyncRun,
@@ -310,6 +342,7 @@ def latest_snapshot(*, session: Session, school_id: uuid.UUID) -> Snapshot | Non
             & (col(SyncRun.snapshot_id) == col(Snapshot.id)),
         )
         .where(Snapshot.school_id == school_id, col(SyncRun.status).in_(DONE))
-        .order_by(col(Snapshot.received_at).desc())
-        .limit(1)
     )
+    if after_year is not None:
+        query = query.where(col(Snapshot.school_year) > after_year)
+    return session.scalar(query.order_by(col(Snapshot.received_at).desc()).limit(1))

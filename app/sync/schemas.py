@@ -20,13 +20,19 @@ class EntityCounts(BaseModel):
     reappeared: int = Field(description="Records ESIS lists again after being missing.")
     suppressed: int = Field(description="Records deleted locally that ESIS still lists (R6).")
     moved: int = Field(description="Students moved to another main group (apply_unedited).")
+    removed: int = Field(
+        default=0, description="Removed at the year transition (R7-R9), or links that ended."
+    )
 
 
 class SyncRunPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    kind: RunKind = Field(description="`merge` for a snapshot, `activation` for R2's initial load.")
+    kind: RunKind = Field(
+        description="`merge` for a snapshot, `activation` for R2's initial load, "
+        "`year_transition` for an admin's start or confirmation of one (R7-R11)."
+    )
     origin: str = Field(description="`push` (ESIS sent it) or `pull` (fetched from ESIS).")
     status: RunStatus = Field(
         description="`applied`; `stored` (coupling inactive: kept for R1/R2); `held` (a new "

@@ -92,6 +92,50 @@ def create_school(
         engine.dispose()
 
 
+@cli.command("import-edexml")
+def import_edexml(
+    school: Annotated[str, typer.Argument(help="The school's key, e.g. 12AB00.")],
+    file: Annotated[typer.FileBinaryRead, typer.Argument(help="The EDEXml file.")],
+    remove_missing: Annotated[
+        bool, typer.Option(help="Soft-delete EDEXml records the file no longer lists.")
+    ] = False,
+) -> None:
+    """Import an EDEXml file before activation (same rules as POST .../imports/edexml)."""
+    from app.db import make_engine, make_sessionmaker
+    from app.errors import DomainError
+    from app.schools.repository import get_by_key
+    from app.sync.imports import import_edexml as run_import
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions() as session:
+            found = get_by_key(session=session, key=school.upper())
+        if found is None:
+            typer.echo(f"no school {school}", err=True)
+            raise typer.Exit(1)
+        run = run_import(
+            sessions=sessions,
+            school_id=found.id,
+            body=file.read(),
+            remove_missing=remove_missing,
+            actor="cli",
+        )
+    except DomainError as exc:
+        typer.echo(f"{exc.title}: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    added = {entity: c["added"] for entity, c in run.counts.items() if c.get("added")}
+    report = run.report or {}
+    typer.echo(
+        f"imported: run {run.id}; added {added or 'nothing'}; "
+        f"{len(report.get('absent', []))} absent from the file, {report.get('removed', 0)} "
+        "removed"
+    )
+
+
 @cli.command()
 def purge() -> None:
     """Remove the personal data of records deleted longer ago than the retention window."""

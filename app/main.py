@@ -12,6 +12,7 @@ from app import health
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import Problem, install_error_handlers
+from app.esis.router import edexml_router
 from app.esis.router import router as esis_router
 from app.esis.schemas import EsisSnapshot
 from app.events.router import router as events_router
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "schools", "description": "Schools, their policy and API keys."},
             {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
             {"name": "sync", "description": "Sync runs (R3) and drift (R5)."},
+            {"name": "edexml", "description": "EDEXml files: import before activation."},
             {
                 "name": "roster",
                 "description": "Groups, students, guardians, staff, class "
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(schools_router)
     app.include_router(esis_router)
+    app.include_router(edexml_router)
     app.include_router(sync_router)
     app.include_router(roster_router)
     app.include_router(events_router)

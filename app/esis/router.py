@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.auth.dependencies import PushSchool, SessionDep, WriteSchool
@@ -19,9 +19,10 @@ from app.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
+from app.esis.parsing import XML_TYPES, media_type
 from app.schools.router import to_public
 from app.schools.schemas import SchoolPublic
-from app.sync import activation
+from app.sync import activation, imports
 from app.sync.runs import receive_snapshot
 from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
 
@@ -144,3 +145,48 @@ def deactivate(ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
         session=session, school_id=ctx.school.id, actor=ctx.principal.actor
     )
     return to_public(school)
+
+
+edexml_router = APIRouter(prefix="/api/v1/schools/{school}", tags=["edexml"])
+
+EDEXML_BODY = {
+    "required": True,
+    "description": "An EDEXml 2.0 or 2.1 file, optionally with the guardian block.",
+    "content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@edexml_router.post(
+    "/imports/edexml",
+    status_code=status.HTTP_201_CREATED,
+    summary="Import an EDEXml file (before activation)",
+    description="For schools that run on EDEXml files before the ESIS coupling is active. "
+    "New records get source `edexml`; a later file updates EDEXml-sourced records except the "
+    "fields edited locally (R5); records absent from the file are listed in the run's "
+    "`report.absent` and soft-deleted only with `remove_missing=true`. At activation (R2) "
+    "these records are matched to ESIS's by LAS key. After activation ESIS leads (R4): 409. "
+    "A bad or hostile file is a 4xx problem and nothing is stored.",
+    openapi_extra={"requestBody": EDEXML_BODY},
+    responses=problem_responses(
+        *AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+)
+async def import_edexml(
+    request: Request,
+    ctx: WriteSchool,
+    remove_missing: Annotated[
+        bool, Query(description="Soft-delete EDEXml records that the file no longer lists.")
+    ] = False,
+) -> SyncRunPublic:
+    if media_type(request.headers.get("content-type")) not in XML_TYPES:
+        raise UnsupportedMediaType("send the EDEXml file as application/xml")
+    body = await request.body()
+    run = await run_in_threadpool(
+        imports.import_edexml,
+        sessions=request.app.state.sessionmaker,
+        school_id=ctx.school.id,
+        body=body,
+        remove_missing=remove_missing,
+        actor=ctx.principal.actor,
+    )
+    return SyncRunPublic.model_validate(run)

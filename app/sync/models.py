@@ -33,6 +33,7 @@ class RunKind(StrEnum):
     MERGE = "merge"
     ACTIVATION = "activation"
     YEAR_TRANSITION = "year_transition"  # an admin's start or confirmation of a transition
+    IMPORT = "import"  # an EDEXml file imported before activation
 
 
 class Snapshot(SchoolScoped, table=True):
@@ -42,7 +43,7 @@ class Snapshot(SchoolScoped, table=True):
     __table_args__ = (
         UniqueConstraint("school_id", "body_sha256"),
         UniqueConstraint("school_id", "idempotency_key"),
-        CheckConstraint("origin IN ('push', 'pull')", name="origin"),
+        CheckConstraint("origin IN ('push', 'pull', 'import')", name="origin"),
     )
 
     origin: str = Field(max_length=8)
@@ -69,7 +70,9 @@ class SyncRun(SchoolScoped, table=True):
         CheckConstraint(
             "status IN ('received', 'stored', 'applied', 'failed', 'held')", name="status"
         ),
-        CheckConstraint("kind IN ('merge', 'activation', 'year_transition')", name="kind"),
+        CheckConstraint(
+            "kind IN ('merge', 'activation', 'year_transition', 'import')", name="kind"
+        ),
         Index(None, "school_id", "started_at"),
     )
 

@@ -85,6 +85,7 @@ class Plan:
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report: dict[str, list[Row]] | None = None
+    absent: list[Row] = field(default_factory=list)  # records a file import no longer lists
 
     def table(self, name: str) -> TablePlan:
         return self.tables.setdefault(name, TablePlan())

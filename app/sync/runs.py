@@ -341,7 +341,11 @@ def latest_snapshot(
             (col(SyncRun.school_id) == col(Snapshot.school_id))
             & (col(SyncRun.snapshot_id) == col(Snapshot.id)),
         )
-        .where(Snapshot.school_id == school_id, col(SyncRun.status).in_(DONE))
+        .where(
+            Snapshot.school_id == school_id,
+            col(SyncRun.status).in_(DONE),
+            col(Snapshot.origin).in_(("push", "pull")),
+        )
     )
     if after_year is not None:
         query = query.where(col(Snapshot.school_year) > after_year)

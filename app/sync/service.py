@@ -80,6 +80,7 @@ class Context:
     activation: bool
     run_id: uuid.UUID | None
     now: dt.datetime
+    source: Source  # `esis`, or `edexml` for a file imported before activation
 
 
 def should_apply(mode: Mode, *, policy: UpdatePolicy, edited: bool, activation: bool) -> bool:
@@ -101,9 +102,14 @@ def plan_merge(
     activation: bool,
     run_id: uuid.UUID | None,
     now: dt.datetime,
+    source: Source = Source.ESIS,
 ) -> Plan:
-    """Decide every insert, update, drift item and event that `snapshot` causes."""
-    ctx = Context(state.school_id, policy, activation, run_id, now)
+    """Decide every insert, update, drift item and event that `snapshot` causes.
+
+    With `source=edexml` (a file imported before activation) new records get that source and
+    records absent from the file are listed in `plan.absent` instead of marked missing in ESIS.
+    """
+    ctx = Context(state.school_id, policy, activation, run_id, now, source)
     plan = Plan(
         now=now, report={"matched": [], "created": [], "unmatched": []} if activation else None
     )
@@ -212,7 +218,7 @@ def _merge_records(
                 {
                     "school_id": ctx.school_id,
                     "id": record_id,
-                    "source": Source.ESIS.value,
+                    "source": ctx.source.value,
                     "esis_key": key,
                     **{f: _to_db(f, v) for f, v in values.items()},
                     "esis_values": values,
@@ -242,7 +248,18 @@ def _merge_records(
     # R6: an ESIS record that ESIS no longer lists stays, marked missing since now.
     for row in current.rows.values():
         if (
-            row["source"] == Source.ESIS.value
+            ctx.source is not Source.ESIS
+            and row["source"] == ctx.source.value
+            and row["esis_key"] not in incoming_by_key
+            and row["deleted_at"] is None
+        ):
+            plan.absent.append(
+                {"entity": spec.name, "table": spec.table, "id": row["id"], "key": row["esis_key"]}
+            )
+            plan.count(spec.name, "missing")
+        elif (
+            ctx.source is Source.ESIS
+            and row["source"] == Source.ESIS.value
             and row["esis_key"] not in incoming_by_key
             and row["deleted_at"] is None
             and row["missing_in_esis_since"] is None
@@ -512,7 +529,7 @@ def _merge_links(
                     "id": link_id,
                     columns[0]: pair[0],
                     columns[1]: pair[1],
-                    "source": Source.ESIS.value,
+                    "source": ctx.source.value,
                     "esis_values": values or None,
                     "local_edits": {},
                     "created_at": ctx.now,

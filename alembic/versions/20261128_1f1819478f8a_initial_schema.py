@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 97cac4a4e9d8
+Revision ID: 1f1819478f8a
 Revises:
-Create Date: 2026-11-28 15:50:27.678033
+Create Date: 2026-11-28 15:54:35.461415
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlmodel
 import app.db
 from alembic import op
 
-revision: str = "97cac4a4e9d8"
+revision: str = "1f1819478f8a"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -257,7 +257,7 @@ def upgrade() -> None:
         sa.Column("generated_at", app.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("received_at", app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("received_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-        sa.CheckConstraint("origin IN ('push', 'pull')", name=op.f("ck_snapshot_origin")),
+        sa.CheckConstraint("origin IN ('push', 'pull', 'import')", name=op.f("ck_snapshot_origin")),
         sa.ForeignKeyConstraint(
             ["school_id"],
             ["school.id"],
@@ -552,7 +552,8 @@ def upgrade() -> None:
         sa.Column("report", sa.JSON(), nullable=True),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.CheckConstraint(
-            "kind IN ('merge', 'activation', 'year_transition')", name=op.f("ck_sync_run_kind")
+            "kind IN ('merge', 'activation', 'year_transition', 'import')",
+            name=op.f("ck_sync_run_kind"),
         ),
         sa.CheckConstraint(
             "status IN ('received', 'stored', 'applied', 'failed', 'held')",

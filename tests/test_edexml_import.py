@@ -105,8 +105,10 @@ def test_hostile_or_broken_files_are_4xx_and_nothing_is_stored(
 ) -> None:
     school = make_school(client, db)
     hostile = [
-        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><EDEX>&e;</EDEX>',
-        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><EDEX>&b;</EDEX>',
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b"<EDEX>&e;</EDEX>",
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+        b"<EDEX>&b;</EDEX>",
         FIXTURE.read_bytes()[:2000],
         b"<NOTEDEX/>",
         b"this is not xml",

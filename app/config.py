@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024,
         description="Largest request body accepted, in bytes; larger requests get 413.",
     )
+    max_snapshot_records: Annotated[int, Field(ge=1)] = Field(
+        default=200_000,
+        description="Most records (groups, students, guardians, staff) one snapshot may carry.",
+    )
+    push_rate_per_minute: Annotated[int, Field(ge=1)] = Field(
+        default=30,
+        description="Most new snapshots one school may push per minute; more get 429 with "
+        "Retry-After. Replays of a snapshot already received do not count.",
+    )
     retention_days: Annotated[int, Field(ge=0, le=3650)] = Field(
         default=30,
         description="Days a soft-deleted record stays restorable before purge removes its "

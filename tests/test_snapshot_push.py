@@ -10,6 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import Settings
+from app.main import create_app
 from tests.factories import auth, make_school
 from tests.merge_helpers import activate, applied, counts, push, rows
 from tests.snapshots import Snapshot, changed, find, school_snapshot
@@ -230,3 +232,39 @@ def test_resync_after_changes_makes_no_duplicates(
     assert len(rows(db, "student_group")) == len(
         {(r["student_id"], r["group_id"]) for r in rows(db, "student_group")}
     )
+
+
+def test_pushes_above_the_rate_limit_get_429_with_retry_after(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
+    app = create_app(settings.model_copy(update={"push_rate_per_minute": 2}))
+    try:
+        with TestClient(app) as client:
+            school = make_school(client, db)
+            snap = school_snapshot(students=2)
+            other = changed(snap)
+            other["school"]["generated_at"] = "2026-11-27T17:00:00+01:00"
+            assert push(client, school, snap, fresh=False).status_code == 201
+            assert push(client, school, other, fresh=False).status_code == 201
+            replay = push(client, school, snap, fresh=False)  # received before: not counted
+            limited = push(client, school, snap)
+            assert limited.status_code == 429
+            assert limited.headers["content-type"] == "application/problem+json"
+            assert 1 <= int(limited.headers["retry-after"]) <= 60
+            assert replay.status_code in (200, 201)
+    finally:
+        app.state.engine.dispose()
+
+
+def test_snapshot_with_too_many_records_is_refused(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
+    app = create_app(settings.model_copy(update={"max_snapshot_records": 5}))
+    try:
+        with TestClient(app) as client:
+            school = make_school(client, db)
+            response = push(client, school, school_snapshot(students=4))
+            assert response.status_code == 422
+            assert "more than the limit of 5" in response.json()["detail"]
+    finally:
+        app.state.engine.dispose()

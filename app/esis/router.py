@@ -14,6 +14,7 @@ from app.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
     Unprocessable,
     UnsupportedMediaType,
@@ -23,7 +24,7 @@ from app.esis.parsing import XML_TYPES, media_type
 from app.schools.router import to_public
 from app.schools.schemas import SchoolPublic
 from app.sync import activation, imports
-from app.sync.runs import receive_snapshot
+from app.sync.runs import PushLimits, receive_snapshot
 from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
 
 router = APIRouter(prefix="/api/v1/schools/{school}/esis", tags=["esis"])
@@ -56,7 +57,9 @@ SNAPSHOT_BODY = {
     openapi_extra={"requestBody": SNAPSHOT_BODY},
     responses={
         200: {"model": SyncRunPublic, "description": "Received before: the first run."},
-        **problem_responses(*AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+        **problem_responses(
+            *AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests
+        ),
     },
 )
 async def push_snapshot(
@@ -69,6 +72,7 @@ async def push_snapshot(
     ] = None,
 ) -> SyncRunPublic:
     body = await request.body()
+    settings = request.app.state.settings
     received = await run_in_threadpool(
         receive_snapshot,
         sessions=request.app.state.sessionmaker,
@@ -78,7 +82,10 @@ async def push_snapshot(
         idempotency_key=idempotency_key,
         origin="push",
         actor=ctx.principal.actor,
-        today=dt.datetime.now(request.app.state.settings.tz).date(),
+        today=dt.datetime.now(settings.tz).date(),
+        limits=PushLimits(
+            max_records=settings.max_snapshot_records, per_minute=settings.push_rate_per_minute
+        ),
     )
     if received.replayed:
         response.status_code = status.HTTP_200_OK

@@ -11,9 +11,18 @@ from app.esis.schemas import EsisSnapshot
 MAX_ERRORS = 50
 
 
-def check_snapshot(snapshot: EsisSnapshot, *, brin: str, branch: str) -> None:
+def check_snapshot(
+    snapshot: EsisSnapshot, *, brin: str, branch: str, max_records: int | None = None
+) -> None:
     """Raise one 422 listing every problem: wrong school, duplicate and unknown keys."""
     errors: list[dict[str, Any]] = []
+    total = sum(len(getattr(snapshot, n)) for n in ("groups", "students", "guardians", "staff"))
+    if max_records is not None and total > max_records:
+        raise Unprocessable(
+            f"the snapshot has {total} records, more than the limit of {max_records} "
+            "(ESIS_SYNC_MAX_SNAPSHOT_RECORDS)",
+            errors=[{"field": "body", "message": "too many records"}],
+        )
 
     def error(field: str, message: str) -> None:
         errors.append({"field": field, "message": message})

@@ -44,6 +44,7 @@ class Snapshot(SchoolScoped, table=True):
         UniqueConstraint("school_id", "body_sha256"),
         UniqueConstraint("school_id", "idempotency_key"),
         CheckConstraint("origin IN ('push', 'pull', 'import')", name="origin"),
+        Index(None, "school_id", "received_at"),
     )
 
     origin: str = Field(max_length=8)

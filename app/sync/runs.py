@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
 from app.db import begin_write, utcnow
-from app.errors import Conflict, DomainError, Unprocessable
+from app.errors import Conflict, DomainError, TooManyRequests, Unprocessable
 from app.esis.parsing import Parsed, parse_snapshot
 from app.esis.validation import check_snapshot
 from app.events.service import emit
@@ -35,6 +36,14 @@ from app.sync.service import plan_merge
 log = logging.getLogger("esis_sync.sync")
 
 DONE = (RunStatus.APPLIED.value, RunStatus.STORED.value, RunStatus.HELD.value)
+
+
+@dataclass(frozen=True)
+class PushLimits:
+    """From the settings: records per snapshot and new snapshots per school per minute."""
+
+    max_records: int = 200_000
+    per_minute: int = 30
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,10 @@ def receive_snapshot(
     origin: str,
     actor: str,
     today: dt.date,
+    limits: PushLimits | None = None,
 ) -> Received:
     """Store, validate and apply one pushed or pulled snapshot (R3: both take this path)."""
+    limits = limits or PushLimits()
     digest = hashlib.sha256(body).hexdigest()
     stored = _store(
         sessions=sessions,
@@ -65,6 +76,7 @@ def receive_snapshot(
         idempotency_key=idempotency_key,
         origin=origin,
         actor=actor,
+        per_minute=limits.per_minute,
     )
     if isinstance(stored, Received):
         return stored
@@ -72,7 +84,12 @@ def receive_snapshot(
     try:
         parsed = parse_snapshot(body, content_type)
         run = _apply(
-            sessions=sessions, school_id=school_id, run_id=run.id, parsed=parsed, today=today
+            sessions=sessions,
+            school_id=school_id,
+            run_id=run.id,
+            parsed=parsed,
+            today=today,
+            max_records=limits.max_records,
         )
     except Exception as exc:
         _fail(sessions=sessions, school_id=school_id, run_id=run.id, exc=exc)
@@ -90,12 +107,14 @@ def _store(
     idempotency_key: str | None,
     origin: str,
     actor: str,
+    per_minute: int,
 ) -> Received | tuple[Snapshot, SyncRun]:
     """Transaction 1: keep the raw body; or find that it was received before."""
     with sessions() as session:
         begin_write(session)
         existing = _find_existing(session, school_id, digest, idempotency_key)
         if existing is None:
+            _check_rate(session, school_id, per_minute)
             snapshot = Snapshot(
                 school_id=school_id,
                 origin=origin,
@@ -132,6 +151,26 @@ def _store(
         session.add(run)
         session.commit()
         return snapshot, run
+
+
+def _check_rate(session: Session, school_id: uuid.UUID, per_minute: int) -> None:
+    """Counted from the stored snapshots, so the limit holds across replicas and workers."""
+    now = utcnow()
+    window = now - dt.timedelta(minutes=1)
+    recent = list(
+        session.scalars(
+            select(Snapshot.received_at)
+            .where(Snapshot.school_id == school_id, col(Snapshot.received_at) > window)
+            .order_by(col(Snapshot.received_at))
+        )
+    )
+    if len(recent) >= per_minute:
+        retry = max(1, math.ceil((recent[0] + dt.timedelta(minutes=1) - now).total_seconds()))
+        raise TooManyRequests(
+            f"more than {per_minute} snapshots for this school in a minute; try again in {retry} s",
+            headers={"Retry-After": str(retry)},
+            retry_after=retry,
+        )
 
 
 def _find_existing(
@@ -178,6 +217,7 @@ def _apply(
     run_id: uuid.UUID,
     parsed: Parsed,
     today: dt.date,
+    max_records: int | None = None,
 ) -> SyncRun:
     """Transaction 2: everything the snapshot changes, or nothing."""
     started = time.perf_counter()
@@ -186,7 +226,7 @@ def _apply(
         school = schools.lock(session=session, school_id=school_id)
         run = session.get_one(SyncRun, (school_id, run_id))
         snapshot = parsed.snapshot
-        check_snapshot(snapshot, brin=school.brin, branch=school.branch)
+        check_snapshot(snapshot, brin=school.brin, branch=school.branch, max_records=max_records)
         year = snapshot.school.school_year
         if school.current_school_year is not None and year < school.current_school_year:
             raise Unprocessable(

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 1f1819478f8a
+Revision ID: c1ad67854406
 Revises:
-Create Date: 2026-11-28 15:54:35.461415
+Create Date: 2026-11-28 15:56:48.271729
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlmodel
 import app.db
 from alembic import op
 
-revision: str = "1f1819478f8a"
+revision: str = "c1ad67854406"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -272,6 +272,13 @@ def upgrade() -> None:
             "school_id", "idempotency_key", name=op.f("uq_snapshot_school_id_idempotency_key")
         ),
     )
+    with op.batch_alter_table("snapshot", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_snapshot_school_id_received_at"),
+            ["school_id", "received_at"],
+            unique=False,
+        )
+
     op.create_table(
         "staff",
         sa.Column("school_id", sa.Uuid(), nullable=False),
@@ -650,6 +657,9 @@ def downgrade() -> None:
     op.drop_table("class_placement")
     op.drop_table("student")
     op.drop_table("staff")
+    with op.batch_alter_table("snapshot", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_snapshot_school_id_received_at"))
+
     op.drop_table("snapshot")
     op.drop_table("school_group")
     op.drop_table("guardian")

@@ -136,6 +136,14 @@ def import_edexml(
     )
 
 
+@cli.command("generate-secret-key")
+def generate_secret_key() -> None:
+    """Print a new key for ESIS_SYNC_SECRET_KEY (to rotate: new,old)."""
+    from cryptography.fernet import Fernet
+
+    typer.echo(Fernet.generate_key().decode())
+
+
 @cli.command()
 def purge() -> None:
     """Remove the personal data of records deleted longer ago than the retention window."""

@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         description="Days a soft-deleted record stays restorable before purge removes its "
         "personal data.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt stored secrets (ESIS credentials, signing "
+        "secrets); comma-separated to rotate: the first encrypts, all decrypt. Required on "
+        "PostgreSQL; the embedded default keeps a generated key in ./var/secret.key.",
+    )
+    webhook_tolerance_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=300,
+        description="How far a signed push's webhook-timestamp may be from now.",
+    )
     bootstrap_operator_key: bool | None = Field(
         default=None,
         description="Create and print a first operator key at start when none exists. "
@@ -90,6 +100,23 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             # psycopg 3 is the driver we ship; spell it out so SQLAlchemy picks it.
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        import base64
+        import binascii
+
+        for key in value.get_secret_value().split(","):
+            try:
+                ok = len(base64.urlsafe_b64decode(key.strip().encode())) == 32
+            except (binascii.Error, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError("each key must be a Fernet key (esis-sync generate-secret-key)")
         return value
 
     @property

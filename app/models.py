@@ -2,6 +2,7 @@
 
 from app.auth.models import ApiKey
 from app.db import metadata
+from app.esis.models import SigningSecret
 from app.events.models import Event
 from app.roster.models import (
     ClassArrangement,
@@ -27,6 +28,7 @@ __all__ = [
     "Group",
     "Guardian",
     "School",
+    "SigningSecret",
     "Snapshot",
     "Staff",
     "StaffGroup",

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
@@ -106,6 +107,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         bootstrap_operator_key=False,
         max_upload_bytes=2 * 1024 * 1024,
+        secret_key=Fernet.generate_key().decode(),
         _env_file=None,
     )
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
 
 from app.auth.dependencies import PushSchool, SessionDep, WriteSchool
 from app.errors import (
@@ -20,6 +22,7 @@ from app.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
+from app.esis import signing
 from app.esis.parsing import XML_TYPES, media_type
 from app.schools.router import to_public
 from app.schools.schemas import SchoolPublic
@@ -73,6 +76,9 @@ async def push_snapshot(
 ) -> SyncRunPublic:
     body = await request.body()
     settings = request.app.state.settings
+    webhook_id = await run_in_threadpool(_verify_signature, request, ctx.school.id, body)
+    if idempotency_key is None and webhook_id is not None:
+        idempotency_key = f"webhook:{webhook_id}"[:200]
     received = await run_in_threadpool(
         receive_snapshot,
         sessions=request.app.state.sessionmaker,
@@ -91,6 +97,96 @@ async def push_snapshot(
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     return SyncRunPublic.model_validate(received.run)
+
+
+def _verify_signature(request: Request, school_id: uuid.UUID, body: bytes) -> str | None:
+    with request.app.state.sessionmaker() as session:
+        return signing.verify(
+            session=session,
+            settings=request.app.state.settings,
+            school_id=school_id,
+            headers=request.headers,
+            body=body,
+        )
+
+
+class SigningSecretPublic(BaseModel):
+    id: uuid.UUID
+    prefix: str = Field(description="The first characters, to recognise the secret.")
+    created_at: dt.datetime
+    created_by: str
+
+
+class SigningSecretCreated(SigningSecretPublic):
+    secret: str = Field(
+        description="`whsec_...`: give it to the ESIS push client. Shown only in this response."
+    )
+
+
+class SigningSecretList(BaseModel):
+    items: list[SigningSecretPublic]
+
+
+@router.post(
+    "/signing-secrets",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a push signing secret",
+    description="Once a school has an active signing secret, every push must be signed with "
+    "one of them (Standard Webhooks 1.0: `webhook-id`, `webhook-timestamp`, "
+    "`webhook-signature`); unsigned, wrongly signed or stale pushes (5 minutes) get 401. "
+    "Several secrets may be active at once, to rotate without downtime. The secret is shown "
+    "once and stored encrypted.",
+    responses=problem_responses(*AUTH),
+)
+def create_signing_secret(
+    request: Request, ctx: WriteSchool, session: SessionDep
+) -> SigningSecretCreated:
+    row, secret = signing.create(
+        session=session,
+        settings=request.app.state.settings,
+        school_id=ctx.school.id,
+        actor=ctx.principal.actor,
+    )
+    return SigningSecretCreated(
+        id=row.id,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        secret=secret,
+    )
+
+
+@router.get(
+    "/signing-secrets",
+    summary="List active push signing secrets",
+    description="Ids and prefixes only; the secrets themselves are never shown again.",
+    responses=problem_responses(*AUTH),
+)
+def list_signing_secrets(ctx: WriteSchool, session: SessionDep) -> SigningSecretList:
+    rows = signing.active(session=session, school_id=ctx.school.id)
+    return SigningSecretList(
+        items=[
+            SigningSecretPublic(
+                id=r.id, prefix=r.prefix, created_at=r.created_at, created_by=r.created_by
+            )
+            for r in rows
+        ]
+    )
+
+
+@router.delete(
+    "/signing-secrets/{secret_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke a push signing secret",
+    description="Pushes signed with it are refused from now on; when no secret is left, "
+    "pushes need no signature.",
+    responses=problem_responses(*AUTH),
+)
+def revoke_signing_secret(secret_id: uuid.UUID, ctx: WriteSchool, session: SessionDep) -> Response:
+    signing.revoke(
+        session=session, school_id=ctx.school.id, secret_id=secret_id, actor=ctx.principal.actor
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(

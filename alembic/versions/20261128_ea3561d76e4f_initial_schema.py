@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: c1ad67854406
+Revision ID: ea3561d76e4f
 Revises:
-Create Date: 2026-11-28 15:56:48.271729
+Create Date: 2026-11-28 16:00:03.055871
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlmodel
 import app.db
 from alembic import op
 
-revision: str = "c1ad67854406"
+revision: str = "ea3561d76e4f"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -243,6 +243,23 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "school_id", "esis_key", name=op.f("uq_school_group_school_id_esis_key")
         ),
+    )
+    op.create_table(
+        "signing_secret",
+        sa.Column("school_id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("encrypted", sa.LargeBinary(), nullable=False),
+        sa.Column("prefix", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("revoked_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["school_id"],
+            ["school.id"],
+            name=op.f("fk_signing_secret_school_id_school"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("school_id", "id", name=op.f("pk_signing_secret")),
     )
     op.create_table(
         "snapshot",
@@ -661,6 +678,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_snapshot_school_id_received_at"))
 
     op.drop_table("snapshot")
+    op.drop_table("signing_secret")
     op.drop_table("school_group")
     op.drop_table("guardian")
     with op.batch_alter_table("event", schema=None) as batch_op:

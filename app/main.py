@@ -11,13 +11,13 @@ import app.models  # noqa: F401  (every table registered before any query)
 from app import health
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.errors import Problem, install_error_handlers
+from app.errors import PROBLEM_JSON, Problem, install_error_handlers
 from app.esis.router import edexml_router
 from app.esis.router import router as esis_router
 from app.esis.schemas import EsisSnapshot
 from app.events.router import router as events_router
 from app.logging import configure_logging
-from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.middleware import BodySizeLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
 from app.migrations import head_revision
 from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.schema_head = head_revision(settings.database_url)
 
     install_error_handlers(app)
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)
 
@@ -84,7 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routes=app.routes,
                 tags=app.openapi_tags,
             )
+            problem = {"$ref": "#/components/schemas/Problem"}
+            for item in schema["paths"].values():
+                for operation in item.values():
+                    # Validation errors are problem details too, not FastAPI's default shape.
+                    if "422" in operation.get("responses", {}):
+                        operation["responses"]["422"] = {
+                            "description": "Request is not valid",
+                            "content": {PROBLEM_JSON: {"schema": problem}},
+                        }
             components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
             components["Problem"] = Problem.model_json_schema()
             snapshot = EsisSnapshot.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(snapshot.pop("$defs", {}))

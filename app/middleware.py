@@ -111,3 +111,81 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+_NUL_ESCAPES = (b"\\u0000", b"\\U0000")
+
+
+class NulGuardMiddleware:
+    """422 for a NUL character anywhere in the path, query or a JSON body.
+
+    No field of this domain can hold one, PostgreSQL's text cannot store one, and refusing it
+    at the edge covers every route at once.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if b"%00" in target or b"\x00" in target or "\x00" in scope.get("path", ""):
+            await _reject_nul(send)
+            return
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        if b"json" not in content_type:
+            await self.app(scope, receive, send)
+            return
+        tail = b""
+        started = False
+
+        async def scanning_receive() -> Message:
+            nonlocal tail
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = tail + message.get("body", b"")
+                if b"\x00" in chunk or any(e in chunk for e in _NUL_ESCAPES):
+                    raise _Nul
+                tail = chunk[-5:]
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, scanning_receive, tracking_send)
+        except _Nul:
+            if not started:
+                await _reject_nul(send)
+
+
+class _Nul(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(422, "text may not contain NUL characters")
+
+
+async def _reject_nul(send: Send) -> None:
+    body = json.dumps(
+        {
+            "type": "/problems/validation",
+            "title": "Request is not valid",
+            "status": 422,
+            "detail": "text may not contain NUL characters (\\u0000)",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -80,3 +80,20 @@ def test_request_id_is_echoed(client: TestClient, db: sessionmaker[Session]) -> 
         f"/api/v1/schools/{school.key}", headers={**auth(school.reader), "x-request-id": "abc123"}
     )
     assert response.headers["x-request-id"] == "abc123"
+
+
+def test_nul_characters_are_refused_everywhere(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    school = make_school(client, db)
+    body = client.post(
+        f"/api/v1/schools/{school.key}/groups",
+        content=b'{"name": "BSO\\u0000"}',
+        headers={**auth(school.admin), "content-type": "application/json"},
+    )
+    assert body.status_code == 422
+    assert body.headers["content-type"] == "application/problem+json"
+    query = client.get(
+        f"/api/v1/schools/{school.key}/students?q=a%00b", headers=auth(school.reader)
+    )
+    assert query.status_code == 422

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from app.auth.models import Role
 from app.schools.models import CouplingState, UpdatePolicy
@@ -18,6 +18,17 @@ Branch = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9]{2}$"),
     Field(description="Branch (dependance) code; `00` is the main location.", examples=["00"]),
+]
+# A wall-clock time in the school's time zone: JSON Schema's `time` format demands an offset.
+LocalTime = Annotated[
+    dt.time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+            "examples": ["17:00:00"],
+        }
+    ),
 ]
 GuardShare = Annotated[
     float,
@@ -37,7 +48,7 @@ class SchoolPolicy(BaseModel):
         description="R5. `ignore`: ESIS changes to existing persons become drift. "
         "`apply_unedited`: fields never edited locally follow ESIS; edited ones become drift.",
     )
-    daily_sync_time: dt.time = Field(
+    daily_sync_time: LocalTime = Field(
         default=dt.time(17, 0),
         description="Local time (school time zone) of the daily pull from ESIS (R3).",
         examples=["17:00:00"],
@@ -75,7 +86,7 @@ class SchoolUpdate(BaseModel):
         | None
     ) = None
     update_policy: UpdatePolicy | None = None
-    daily_sync_time: dt.time | None = None
+    daily_sync_time: LocalTime | None = None
     removal_guard_share: GuardShare | None = None
     pause_start: dt.date | None = Field(
         default=None,

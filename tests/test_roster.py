@@ -80,7 +80,9 @@ def test_r5_an_email_edited_through_the_api_survives_the_next_snapshot(
     assert [(d["field"], d["esis_value"]) for d in after["provenance"]["drift"]] == [
         ("email", "old@example.nl")
     ]
-    events = [e for e in rows(db, "event") if e["entity_id"] == guardian_id]
+    events = sorted(
+        (e for e in rows(db, "event") if e["entity_id"] == guardian_id), key=lambda e: e["seq"]
+    )
     assert [e["kind"] for e in events][-2:] == ["updated", "drift-opened"]
     assert events[-2]["source"] == "api"
 

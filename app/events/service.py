@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from app.bulk import bulk_insert
 from app.db import utcnow
 from app.events.models import Event
 from app.schools import repository as schools
@@ -53,5 +53,4 @@ def emit(
         }
         for i, c in enumerate(changes)
     ]
-    for start in range(0, len(rows), 2000):
-        session.execute(insert(Event), rows[start : start + 2000])
+    bulk_insert(session, Event.__table__, rows)  # type: ignore[attr-defined]

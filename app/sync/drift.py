@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from app.bulk import bulk_delete, bulk_update
 from app.db import new_id, utcnow
 from app.errors import NotFound, Unprocessable
 from app.events.service import Change, emit
@@ -124,9 +125,9 @@ def accept(
             )
         )
     for table_name, rows in updates.items():
-        repository.bulk_update(session, repository.table(table_name), list(rows.values()))
+        bulk_update(session, repository.table(table_name), list(rows.values()))
     ids = [item.id for item in items]
-    repository.bulk_delete(session, repository.table("drift_item"), school_id, ids)
+    bulk_delete(session, repository.table("drift_item"), school_id, ids)
     emit(
         session=session, school_id=school_id, changes=changes, source=Source.ESIS.value, actor=actor
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from itertools import groupby
-from typing import Any, cast
+from collections.abc import Iterator
+from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
+from app.bulk import bulk_delete, bulk_insert, bulk_update, chunks
 from app.roster.models import (
     Group,
     Guardian,
@@ -35,8 +35,6 @@ TABLES: dict[str, Table] = {
         DriftItem,
     )
 }
-# Parameters per statement stay well under SQLite's limit (32766) and keep PG batches sane.
-BATCH = 500
 
 
 def table(name: str) -> Table:
@@ -76,43 +74,6 @@ def load_state(*, session: Session, school_id: uuid.UUID) -> State:
     )
 
 
-def _chunks(rows: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def bulk_insert(session: Session, t: Table, rows: Sequence[Row]) -> None:
-    for chunk in _chunks(rows):
-        session.execute(insert(t), list(chunk))
-
-
-def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:
-    """UPDATE by primary key, one executemany per set of changed columns."""
-
-    def shape(row: Row) -> tuple[str, ...]:
-        return tuple(sorted(k for k in row if k not in ("school_id", "id")))
-
-    for columns, group in groupby(sorted(rows, key=shape), key=shape):
-        if not columns:
-            continue
-        statement = (
-            update(t)
-            .where(t.c.school_id == bindparam("b_school_id"), t.c.id == bindparam("b_id"))
-            .values({c: bindparam(c) for c in columns})
-        )
-        params = [
-            {"b_school_id": r["school_id"], "b_id": r["id"], **{c: r[c] for c in columns}}
-            for r in group
-        ]
-        for chunk in _chunks(params):
-            session.execute(statement, list(chunk))
-
-
-def bulk_delete(session: Session, t: Table, school_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
-    for chunk in _chunks(ids):
-        session.execute(delete(t).where(t.c.school_id == school_id, t.c.id.in_(chunk)))
-
-
 # Parents before children on insert, children before parents on delete.
 ORDER = (
     "school_group",
@@ -137,7 +98,7 @@ def write_plan(*, session: Session, school_id: uuid.UUID, plan: Plan) -> None:
     bulk_delete(session, drift, school_id, plan.drift_deletes)
     bulk_insert(session, drift, plan.drift_inserts)
     bulk_update(session, drift, plan.drift_updates)
-    for chunk in _chunks(plan.drift_touched):
+    for chunk in chunks(plan.drift_touched):
         session.execute(
             update(drift)
             .where(drift.c.school_id == school_id, drift.c.id.in_(chunk))

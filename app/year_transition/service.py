@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
+from app.bulk import bulk_delete
 from app.db import metadata, new_id, utcnow
 from app.esis.schemas import EsisSnapshot
 from app.events.service import Change, emit
@@ -371,7 +372,7 @@ def apply(
     for name, rows in d.ended_links.items():
         ids = [r["id"] for r in rows]
         removed_counts[name] = len(ids)
-        repository.bulk_delete(session, repository.table(name), school.id, ids)
+        bulk_delete(session, repository.table(name), school.id, ids)
         changes += [
             Change(name, i, "removed", {"reason": "membership of the old year"}) for i in ids
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from fastapi import FastAPI
@@ -105,4 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _tune_gc()
     return app
+
+
+def _tune_gc() -> None:
+    """A merge allocates tens of thousands of short-lived rows at once; the default young
+    generation threshold (700) makes the collector run hundreds of times per merge (measured:
+    a third of a no-change re-sync). Objects alive at start-up are frozen out of its way."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)

@@ -22,7 +22,7 @@ import secrets
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +144,11 @@ class UwlrConnection:
 # --- request -------------------------------------------------------------------------------
 
 
+def _default_ns(namespace: str) -> Any:
+    """An nsmap with a default namespace (lxml-stubs do not allow the None key)."""
+    return {None: namespace}
+
+
 def build_request(
     *, conn: UwlrConnection, brin: str, branch: str, school_year: str | None
 ) -> bytes:
@@ -159,12 +164,12 @@ def build_request(
     try:
         envelope = etree.Element(s + "Envelope", nsmap={"s": NS_SOAP})
         header = etree.SubElement(envelope, s + "Header")
-        autorisatie = etree.SubElement(header, a + "autorisatie", nsmap={None: NS_AUTORISATIE})
+        autorisatie = etree.SubElement(header, a + "autorisatie", nsmap=_default_ns(NS_AUTORISATIE))
         for name in ("autorisatiesleutel", "klantcode", "klantnaam"):
             etree.SubElement(autorisatie, a + name).text = getattr(conn, name)
         body = etree.SubElement(envelope, s + "Body")
         verzoek = etree.SubElement(
-            body, ll + "leerlinggegevens_verzoek", nsmap={None: NS_LEERLINGGEGEVENS}
+            body, ll + "leerlinggegevens_verzoek", nsmap=_default_ns(NS_LEERLINGGEGEVENS)
         )
         etree.SubElement(verzoek, ll + "schooljaar").text = school_year or ""
         etree.SubElement(verzoek, ll + "brincode").text = brin
@@ -215,7 +220,7 @@ def parse_xml(body: bytes) -> etree._Element:
 
 
 def _ends_early(body: bytes, exc: etree.XMLSyntaxError) -> bool:
-    if not body.strip() or exc.code == 77:  # empty; XML_ERR_TAG_NOT_FINISHED
+    if not body.strip() or getattr(exc, "code", None) == 77:  # empty; XML_ERR_TAG_NOT_FINISHED
         return True
     line, column = exc.position
     lines = body.split(b"\n")
@@ -225,6 +230,10 @@ def _ends_early(body: bytes, exc: etree.XMLSyntaxError) -> bool:
 def _local(el: etree._Element) -> str:
     tag = el.tag
     return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _strings(items: Iterable[str | bytes]) -> Iterator[str]:
+    return (item for item in items if isinstance(item, str))
 
 
 def _child(el: etree._Element, name: str) -> etree._Element | None:
@@ -250,7 +259,7 @@ def _fault(body: etree._Element) -> str | None:
         code = _child(code_el, "Value") if code_el is not None else None
         text = _child(reason, "Text") if reason is not None else None
     code_text = " ".join((code.text or "").split()) if code is not None else ""
-    fault_text = "".join(text.itertext()) if text is not None else ""
+    fault_text = "".join(_strings(text.itertext())) if text is not None else ""
     detail = _scrub(fault_text) or "no faultstring"
     return f"{_scrub(code_text, 64)}: {detail}" if code_text else detail
 
@@ -302,7 +311,7 @@ def _to_edex(data: etree._Element) -> bytes:
             for el in part.iter():
                 if isinstance(el.tag, str):
                     _resolve_type(el, extra_ns)
-    edex = etree.Element("EDEX", nsmap={"xsi": NS_XSI, **extra_ns})  # type: ignore[dict-item]
+    edex = etree.Element("EDEX", nsmap={"xsi": NS_XSI, **extra_ns})
     for name in EDEX_PARTS:
         for part in parts[name]:
             edex.append(part)  # moves the element; no copy of a large answer
@@ -409,8 +418,10 @@ def _transport_error(exc: httpx.HTTPError) -> UwlrError:
     name = type(exc).__name__
     tls = _ssl_cause(exc)
     if tls is not None:
-        reason = getattr(tls, "verify_message", None) or tls.reason or type(tls).__name__
-        return UwlrError("tls", transient=False, detail=f"TLS failed: {reason}"[:200])
+        reason = (tls.reason or type(tls).__name__).replace("_", " ").lower()
+        verify = getattr(tls, "verify_message", None)
+        detail = f"TLS failed: {reason}" + (f" ({verify})" if verify else "")
+        return UwlrError("tls", transient=False, detail=detail[:200])
     if isinstance(exc, httpx.TimeoutException):
         return UwlrError("timeout", transient=True, detail=f"{name}: no answer in time")
     if isinstance(exc, httpx.ConnectError):

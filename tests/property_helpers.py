@@ -186,7 +186,37 @@ class Relink:
     relation: str | None
 
 
-Mutation = Edit | AddStudent | Remove | Restore | Move | Relink
+@dataclass(frozen=True)
+class Join:
+    """A student joins or leaves the composite group (when there is one)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Teach:
+    """A staff member starts or stops teaching a group."""
+
+    index: int
+    group: int
+
+
+@dataclass(frozen=True)
+class Revert:
+    """ESIS takes back its changes to a record it changed: every value as first listed."""
+
+    entity: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """ESIS catches up with a local edit: it now sends the value a user set here."""
+
+    index: int
+
+
+Mutation = Edit | AddStudent | Remove | Restore | Move | Relink | Join | Teach | Revert | Adopt
 
 
 @dataclass(frozen=True)
@@ -208,15 +238,13 @@ class LocalEdit:
 
 Step = Push | LocalEdit
 
-INDEX = st.integers(0, 15)
+INDEX = st.integers(0, 7)
 
 
 def _edits(table: dict[tuple[str, str], st.SearchStrategy[Any]], cls: type[Any]) -> Any:
-    return st.one_of(
-        *(
-            st.builds(cls, st.just(entity), st.just(name), INDEX, values)
-            for (entity, name), values in table.items()
-        )
+    """Pick a field, then a value. (A flat one_of would weigh each field like a step kind.)"""
+    return st.sampled_from(sorted(table)).flatmap(
+        lambda which: st.builds(cls, st.just(which[0]), st.just(which[1]), INDEX, table[which])
     )
 
 
@@ -227,14 +255,18 @@ MUTATIONS: st.SearchStrategy[Mutation] = st.one_of(
     st.builds(Restore, st.sampled_from(["student", "staff"]), INDEX),
     st.builds(Move, INDEX, INDEX),
     st.builds(Relink, INDEX, RELATIONS),
+    st.builds(Join, INDEX),
+    st.builds(Teach, INDEX, INDEX),
+    st.builds(Revert, st.sampled_from(["student", "guardian", "staff", "group"]), INDEX),
+    st.builds(Adopt, INDEX),
 )
-STEPS: st.SearchStrategy[list[Step]] = st.lists(
-    st.one_of(
-        st.builds(Push, st.lists(MUTATIONS, max_size=3).map(tuple)),
-        _edits(LOCAL_EDITS, LocalEdit),
-    ),
-    min_size=1,
-    max_size=5,
+STEP: st.SearchStrategy[Step] = st.one_of(
+    st.builds(Push, st.lists(MUTATIONS, min_size=1, max_size=4).map(tuple)),
+    _edits(LOCAL_EDITS, LocalEdit),
+)
+# The length drawn uniformly first: st.lists would mostly make one or two steps.
+STEPS: st.SearchStrategy[list[Step]] = st.sampled_from(range(1, 6)).flatmap(
+    lambda n: st.lists(STEP, min_size=n, max_size=n)
 )
 
 
@@ -248,7 +280,6 @@ class World:
     Guardians are listed exactly when at least one of their students is.
     """
 
-    brin: str
     groups: dict[str, Json]
     students: dict[str, Json]
     guardians: dict[str, Json]
@@ -256,6 +287,13 @@ class World:
     staff: dict[str, Json]
     absent: set[str] = field(default_factory=set)
     serial: int = 0
+    # record key -> the record as ESIS first listed it (keys are unique across entities)
+    origins: dict[str, Json] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for entity in ("group", "student", "guardian", "staff"):
+            for key, record in self.records(entity).items():
+                self.origins.setdefault(key, copy.deepcopy(record))
 
     def listed(self, entity: str) -> list[str]:
         if entity == "group":
@@ -279,16 +317,14 @@ class World:
 
     def listed_links(self) -> list[tuple[str, str]]:
         students = set(self.listed("student"))
-        return sorted(
-            (g, s) for g, links in self.links.items() for s in links if s in students
-        )
+        return sorted((g, s) for g, links in self.links.items() for s in links if s in students)
 
-    def snapshot(self, generated_at: dt.datetime) -> Json:
+    def snapshot(self, *, brin: str, generated_at: dt.datetime) -> Json:
         students = set(self.listed("student"))
         return copy.deepcopy(
             {
                 "school": {
-                    "brin": self.brin,
+                    "brin": brin,
                     "branch": "00",
                     "school_year": YEAR,
                     "generated_at": generated_at.isoformat(),
@@ -332,6 +368,8 @@ class World:
                 "composite_groups": [],
             }
             self.guardians[guardian] = {**mutation.guardian, "key": guardian}
+            self.origins[key] = copy.deepcopy(self.students[key])
+            self.origins[guardian] = copy.deepcopy(self.guardians[guardian])
             self.links[guardian] = {key: "mother"}
             if mutation.sibling_of is not None and guardians:
                 self.links[guardians[mutation.sibling_of % len(guardians)]][key] = "father"
@@ -350,11 +388,33 @@ class World:
                 others = [g for g in self.classes() if g != student["group"]]
                 if others:
                     student["group"] = others[mutation.group % len(others)]
-        else:
+        elif isinstance(mutation, Relink):
             pairs = self.listed_links()
             if pairs:
                 guardian, student_key = pairs[mutation.index % len(pairs)]
                 self.links[guardian][student_key] = mutation.relation
+        elif isinstance(mutation, Revert):
+            keys = [
+                k
+                for k in self.listed(mutation.entity)
+                if self.records(mutation.entity)[k] != self.origins[k]
+            ]
+            if keys:
+                key = keys[mutation.index % len(keys)]
+                self.records(mutation.entity)[key] = copy.deepcopy(self.origins[key])
+        elif isinstance(mutation, Join):
+            keys = self.listed("student")
+            composites = sorted(k for k, g in self.groups.items() if g.get("is_composite"))
+            if keys and composites:
+                student = self.students[keys[mutation.index % len(keys)]]
+                student["composite_groups"] = [] if student["composite_groups"] else composites
+        elif isinstance(mutation, Teach):
+            keys = self.listed("staff")
+            if keys:
+                member = self.staff[keys[mutation.index % len(keys)]]
+                group = self.listed("group")[mutation.group % len(self.groups)]
+                taught = set(member["groups"]) ^ {group}
+                member["groups"] = sorted(taught)
 
 
 @st.composite
@@ -394,7 +454,6 @@ def worlds(draw: st.DrawFn) -> World:
         taught = draw(st.lists(st.sampled_from(sorted(groups)), max_size=2, unique=True))
         staff[key] = {**seed, "key": key, "groups": taught, "active": True}
     return World(
-        brin=unique_brin(),
         groups=groups,
         students=students,
         guardians=guardians,
@@ -413,21 +472,32 @@ class Runner:
     client: TestClient
     db: sessionmaker[Session]
     world: World
+    brin: str
     keys: SchoolKeys
     school_id: uuid.UUID
     snapshot: Json = field(default_factory=dict)
     # (entity, record id, field) -> the value a local edit set
     local: dict[tuple[str, uuid.UUID, str], Any] = field(default_factory=dict)
+    local_keys: dict[tuple[str, uuid.UUID, str], str] = field(default_factory=dict)
     # (entity, key) -> the ESIS values of the snapshot that first brought the record in
     first_seen: dict[tuple[str, str], Json] = field(default_factory=dict)
     pushes: int = 0
 
     @classmethod
     def activated(cls, client: TestClient, db: sessionmaker[Session], world: World) -> Runner:
-        keys = make_school(client, db, brin=world.brin, name=f"Property school {world.brin}")
+        brin = unique_brin()
+        keys = make_school(client, db, brin=brin, name=f"Property school {brin}")
         with db() as session:
             school = session.scalars(select(School).where(School.key == keys.key)).one()
-        runner = cls(client=client, db=db, world=world, keys=keys, school_id=school.id)
+        # The World changes as the steps are taken: an explicit @example must not see that.
+        runner = cls(
+            client=client,
+            db=db,
+            world=copy.deepcopy(world),
+            brin=brin,
+            keys=keys,
+            school_id=school.id,
+        )
         stored = runner.push()
         assert stored["status"] == "stored", stored
         response = client.post(
@@ -444,7 +514,7 @@ class Runner:
         generated = dt.datetime(2026, 11, 2, 15, 0, tzinfo=dt.UTC) + dt.timedelta(
             minutes=self.pushes
         )
-        self.snapshot = self.world.snapshot(generated)
+        self.snapshot = self.world.snapshot(brin=self.brin, generated_at=generated)
         response = self.client.post(
             f"/api/v1/schools/{self.keys.key}/esis/snapshots",
             json=self.snapshot,
@@ -462,7 +532,10 @@ class Runner:
             self.local_edit(step)
             return None
         for mutation in step.mutations:
-            self.world.mutate(mutation)
+            if isinstance(mutation, Adopt):
+                self.adopt(mutation)
+            else:
+                self.world.mutate(mutation)
         run = self.push()
         assert run["status"] == "applied", run
         return run
@@ -499,6 +572,14 @@ class Runner:
                 )
             )
         self.local[(edit.entity, row["id"], edit.field)] = edit.value
+        self.local_keys[(edit.entity, row["id"], edit.field)] = row["esis_key"]
+
+    def adopt(self, mutation: Adopt) -> None:
+        edits = sorted(self.local.items(), key=lambda item: str(item[0]))
+        if edits:
+            (entity, record_id, name), value = edits[mutation.index % len(edits)]
+            key = self.local_keys[(entity, record_id, name)]
+            self.world.records(entity)[key][name] = value
 
     def _remember_first_seen(self) -> None:
         for entity in ("student", "guardian", "staff"):
@@ -539,7 +620,9 @@ class Runner:
                 for g in [s["group"], *s["composite_groups"]]
             }
         if table == "student_guardian":
-            return {(link["student"], g["key"]) for g in snap["guardians"] for link in g["students"]}
+            return {
+                (link["student"], g["key"]) for g in snap["guardians"] for link in g["students"]
+            }
         return {(m["key"], g) for m in snap["staff"] for g in m["groups"]}
 
     def link_keys(self, table: str) -> dict[uuid.UUID, tuple[str, str]]:

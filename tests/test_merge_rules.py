@@ -652,3 +652,19 @@ def test_r2_a_failing_activation_changes_nothing_and_is_recorded(
     runs = client.get(f"/api/v1/schools/{school.key}/sync-runs", headers=auth(school.reader))
     latest = runs.json()["items"][0]
     assert (latest["kind"], latest["status"]) == ("activation", "failed")
+
+
+def test_decision_a_move_that_esis_takes_back_is_no_longer_drift(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """Found by the property tests: the held move stayed open as drift after ESIS undid it."""
+    school = make_school(client, db)
+    snap = school_snapshot(students=2)
+    activate(client, school, snap)
+    later = changed(snap)
+    find(later, "students", "S0001")["group"] = "G6A"
+    applied(push(client, school, later))
+    assert len(rows(db, "drift_item")) == 1
+    back = applied(push(client, school, snap))
+    assert counts(back, "student")["drift_closed"] == 1
+    assert rows(db, "drift_item") == []

@@ -442,7 +442,7 @@ def _attempt(
     *,
     max_bytes: int,
     today: dt.date | None,
-) -> EdexmlRead:
+) -> Answer:
     headers = {
         "Content-Type": "text/xml; charset=utf-8",
         "SOAPAction": conn.soap_action,
@@ -465,7 +465,7 @@ def _attempt(
         raise _transport_error(exc) from None
     body = b"".join(chunks)
     if status == 200:
-        return parse_answer(body, today=today)
+        return Answer(body=body, read=parse_answer(body, today=today))
     if status in TRANSIENT_STATUS:
         raise UwlrError("http", transient=True, detail=f"HTTP {status}", status=status)
     fault = fault_of(body)
@@ -474,7 +474,20 @@ def _attempt(
     raise UwlrError("http", transient=False, detail=f"HTTP {status}", status=status)
 
 
-def fetch(
+@dataclass(frozen=True)
+class Answer:
+    """The SOAP answer as received (the service stores it) and what it says."""
+
+    body: bytes
+    read: EdexmlRead
+
+
+def fetch(*args: Any, **kwargs: Any) -> EdexmlRead:
+    """`fetch_answer`, for callers that need only the data."""
+    return fetch_answer(*args, **kwargs).read
+
+
+def fetch_answer(
     *,
     conn: UwlrConnection,
     brin: str,
@@ -486,7 +499,7 @@ def fetch(
     sleep: Callable[[float], Any] = time.sleep,
     max_bytes: int = MAX_ANSWER_BYTES,
     today: dt.date | None = None,
-) -> EdexmlRead:
+) -> Answer:
     """Fetches one school (brin + branch) from ESIS; raises UwlrError when it cannot.
 
     Transient failures are tried again up to `attempts` times in all, sleeping

@@ -445,7 +445,11 @@ def _merge_student_groups(
         pair = (student_id, groups.ids[s.group])
         incoming[pair] = {}
         ours = main_links.get(student_id, [])
-        if not ours or pair[1] in ours or student_id in students.suppressed:
+        if student_id in students.suppressed:
+            continue
+        if not ours or pair[1] in ours:
+            # ESIS's class is ours (again), or the student had none: no move to hold back.
+            _close_drift(plan, state, "student", student_id, "group", "agreed")
             continue
         our_key = state.groups.rows[ours[0]]["esis_key"]
         edited = "group" in (state.students.rows[student_id]["local_edits"] or {})

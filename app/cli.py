@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -195,6 +195,7 @@ def serve(
                     created_by="first start",
                 )
                 typer.echo(f"\nFirst operator key (shown once, keep it): {secret}\n")
+    _recover(settings, engine)
     engine.dispose()
     typer.echo(f"esis-sync on {base}  docs: {base}/docs  health: {base}/healthz")
     uvicorn.run(
@@ -206,6 +207,20 @@ def serve(
         log_level=settings.log_level.value.lower(),
         access_log=False,
     )
+
+
+def _recover(settings: Settings, engine: Any) -> None:
+    """Snapshots stored but not applied when the last process died are applied now."""
+    import datetime as dt
+
+    from app.db import make_sessionmaker
+    from app.sync.runs import recover_interrupted
+
+    done = recover_interrupted(
+        sessions=make_sessionmaker(engine), today=dt.datetime.now(settings.tz).date()
+    )
+    if done:
+        typer.echo(f"applied {len(done)} snapshot(s) interrupted by the last stop", err=True)
 
 
 def main() -> None:

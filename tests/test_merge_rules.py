@@ -668,3 +668,47 @@ def test_decision_a_move_that_esis_takes_back_is_no_longer_drift(
     back = applied(push(client, school, snap))
     assert counts(back, "student")["drift_closed"] == 1
     assert rows(db, "drift_item") == []
+
+
+def test_decision_a_snapshot_stored_but_not_applied_is_applied_on_restart(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """The process died between storing a snapshot and applying it: recovery applies it."""
+    import hashlib
+    import json
+
+    from app.sync import runs
+
+    school = make_school(client, db)
+    snap = school_snapshot(students=2)
+    activate(client, school, snap)
+    later = changed(snap)
+    later["students"].append({"key": "S0100", "last_name": "Nieuw", "group": "G5A"})
+    later["guardians"].append(
+        {
+            "key": "V0100",
+            "last_name": "Ouder",
+            "email": "v@example.nl",
+            "students": [{"student": "S0100"}],
+        }
+    )
+    body = json.dumps(later).encode()
+    school_id = one(db, "school", key=school.key)["id"]
+    stored = runs._store(
+        sessions=db,
+        school_id=school_id,
+        body=body,
+        digest=hashlib.sha256(body).hexdigest(),
+        content_type="application/json",
+        idempotency_key=None,
+        origin="push",
+        actor="test",
+        per_minute=100,
+    )
+    assert not isinstance(stored, runs.Received)
+    assert one(db, "sync_run", id=stored[1].id)["status"] == "received"
+    done = runs.recover_interrupted(sessions=db, today=dt.date(2026, 11, 28))
+    assert [r.id for r in done] == [stored[1].id]
+    assert one(db, "sync_run", id=stored[1].id)["status"] == "applied"
+    assert len(rows(db, "student", esis_key="S0100")) == 1
+    assert runs.recover_interrupted(sessions=db, today=dt.date(2026, 11, 28)) == []

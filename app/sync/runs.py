@@ -225,6 +225,8 @@ def _apply(
         begin_write(session)
         school = schools.lock(session=session, school_id=school_id)
         run = session.get_one(SyncRun, (school_id, run_id))
+        if run.status != RunStatus.RECEIVED.value:
+            return run  # applied meanwhile (by restart recovery): never twice
         snapshot = parsed.snapshot
         check_snapshot(snapshot, brin=school.brin, branch=school.branch, max_records=max_records)
         year = snapshot.school.school_year
@@ -314,6 +316,44 @@ def merge_into(
         sync_run_id=run_id,
     )
     return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
+
+
+def recover_interrupted(*, sessions: sessionmaker[Session], today: dt.date) -> list[SyncRun]:
+    """Apply (or report as failed) snapshots that were stored but never applied because the
+    process died between receiving and applying them. Run at start and by the worker."""
+    with sessions() as session:
+        pending = list(
+            session.execute(
+                select(SyncRun.school_id, SyncRun.id, Snapshot.body, Snapshot.content_type)
+                .join(
+                    Snapshot,
+                    (col(Snapshot.school_id) == col(SyncRun.school_id))
+                    & (col(Snapshot.id) == col(SyncRun.snapshot_id)),
+                )
+                .where(SyncRun.status == RunStatus.RECEIVED.value)
+                .order_by(col(SyncRun.started_at))
+            )
+        )
+    done: list[SyncRun] = []
+    for school_id, run_id, body, content_type in pending:
+        log.warning(
+            "applying a snapshot interrupted before it was applied",
+            extra={"school_id": str(school_id), "sync_run_id": str(run_id)},
+        )
+        try:
+            parsed = parse_snapshot(body, content_type)
+            done.append(
+                _apply(
+                    sessions=sessions,
+                    school_id=school_id,
+                    run_id=run_id,
+                    parsed=parsed,
+                    today=today,
+                )
+            )
+        except Exception as exc:  # recorded on the run, like any failure
+            _fail(sessions=sessions, school_id=school_id, run_id=run_id, exc=exc)
+    return done
 
 
 def problem_of(exc: Exception) -> dict[str, Any]:

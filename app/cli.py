@@ -136,6 +136,66 @@ def import_edexml(
     )
 
 
+@cli.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="One pass, then exit (for cron or tests).")] = False,
+) -> None:
+    """Run the scheduler: daily pulls at each school's sync time, and recovery."""
+    import threading
+
+    from app.worker import run
+
+    settings = _settings()
+    stop = threading.Event()
+    typer.echo(
+        f"worker: looking for due schools every {settings.scheduler_interval_seconds} s", err=True
+    )
+    try:
+        pulled = run(settings, stop=stop, once=once)
+    except KeyboardInterrupt:
+        stop.set()
+        return
+    typer.echo(f"worker: {pulled} pull(s)")
+
+
+@cli.command()
+def pull(
+    school: Annotated[str, typer.Argument(help="The school's key, e.g. 12AB00.")],
+) -> None:
+    """Fetch one school from ESIS now (same as POST .../esis/pulls). Exit 1 when it failed."""
+    from app.db import make_engine, make_sessionmaker
+    from app.errors import DomainError
+    from app.esis.pulls import pull as run_pull
+    from app.schools.repository import get_by_key
+    from app.worker import options
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions() as session:
+            found = get_by_key(session=session, key=school.upper())
+        if found is None:
+            typer.echo(f"no school {school}", err=True)
+            raise typer.Exit(1)
+        run = run_pull(
+            sessions=sessions,
+            settings=settings,
+            school_id=found.id,
+            actor="cli",
+            options=options(settings),
+        )
+    except DomainError as exc:
+        typer.echo(f"{exc.title}: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"pull: run {run.id} {run.status}")
+    if run.status == "failed":
+        typer.echo(str((run.error or {}).get("detail", "")), err=True)
+        raise typer.Exit(1)
+
+
 @cli.command("generate-secret-key")
 def generate_secret_key() -> None:
     """Print a new key for ESIS_SYNC_SECRET_KEY (to rotate: new,old)."""
@@ -197,6 +257,11 @@ def serve(
                 typer.echo(f"\nFirst operator key (shown once, keep it): {secret}\n")
     _recover(settings, engine)
     engine.dispose()
+    if settings.runs_embedded_worker and workers == 1:
+        from app.worker import start_in_thread
+
+        start_in_thread(settings)
+        typer.echo("the scheduler runs in this process (ESIS_SYNC_EMBEDDED_WORKER)")
     typer.echo(f"esis-sync on {base}  docs: {base}/docs  health: {base}/healthz")
     uvicorn.run(
         "app.main:create_app",

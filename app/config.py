@@ -77,6 +77,20 @@ class Settings(BaseSettings):
         default=300,
         description="How far a signed push's webhook-timestamp may be from now.",
     )
+    pull_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=4,
+        description="Tries per pull from ESIS; transient failures (timeouts, 502-504, a cut "
+        "answer) are retried with exponential backoff and jitter, faults and 4xx never.",
+    )
+    scheduler_interval_seconds: Annotated[int, Field(ge=5, le=3600)] = Field(
+        default=60,
+        description="How often a worker looks for schools whose daily sync time has passed.",
+    )
+    embedded_worker: bool | None = Field(
+        default=None,
+        description="Run the scheduler inside `esis-sync serve`. Default: on for SQLite (no "
+        "extra service), off otherwise (run `esis-sync worker`).",
+    )
     bootstrap_operator_key: bool | None = Field(
         default=None,
         description="Create and print a first operator key at start when none exists. "
@@ -126,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        return self.is_sqlite if self.embedded_worker is None else self.embedded_worker
 
     @property
     def should_bootstrap_operator_key(self) -> bool:

@@ -2,7 +2,7 @@
 
 from app.auth.models import ApiKey
 from app.db import metadata
-from app.esis.models import SigningSecret
+from app.esis.models import EsisConnection, SigningSecret
 from app.events.models import Event
 from app.roster.models import (
     ClassArrangement,
@@ -24,6 +24,7 @@ __all__ = [
     "ClassArrangement",
     "ClassPlacement",
     "DriftItem",
+    "EsisConnection",
     "Event",
     "Group",
     "Guardian",

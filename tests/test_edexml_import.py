@@ -133,16 +133,20 @@ def _with_guardians(body: bytes) -> bytes:
 
     def add(match: re.Match[bytes]) -> bytes:
         n = next(counter)
-        block = (
-            b'<toevoegingen><blok xsi:type="VerzorgersGegevensType"><code>verzorgers</code>'
+        blok = (
+            b'<blok xsi:type="VerzorgersGegevensType"><code>verzorgers</code>'
             b'<verzorger key="V%04d"><relatie>moeder</relatie><achternaam>Ouder</achternaam>'
-            b"<emailadres>ouder%d@example.nl</emailadres></verzorger></blok></toevoegingen>"
-            % (n, n)
+            b"<emailadres>ouder%d@example.nl</emailadres></verzorger></blok>" % (n, n)
         )
-        return match.group(0).replace(b"</leerling>", block + b"</leerling>")
+        leerling = match.group(0)
+        if b"<toevoegingen>" in leerling:  # join the vendor blocks already there
+            return leerling.replace(b"<toevoegingen>", b"<toevoegingen>" + blok, 1)
+        # The schema puts toevoegingen just before a leerling's mutatiedatum, if any.
+        block = b"<toevoegingen>" + blok + b"</toevoegingen>"
+        return re.sub(
+            rb"(<mutatiedatum>|</leerling>)", lambda m: block + m.group(1), leerling, count=1
+        )
 
-    # Inside each leerling, after its last standard element and before a possible mutatiedatum
-    # or existing toevoegingen the block must come at its place; the sample has neither there.
     return re.sub(rb"<leerling [^>]*>.*?</leerling>", add, body, flags=re.DOTALL)
 
 

@@ -246,7 +246,7 @@ def test_pushes_above_the_rate_limit_get_429_with_retry_after(
             other["school"]["generated_at"] = "2026-11-27T17:00:00+01:00"
             assert push(client, school, snap, fresh=False).status_code == 201
             assert push(client, school, other, fresh=False).status_code == 201
-            replay = push(client, school, snap, fresh=False)  # received before: not counted
+            replay = push(client, school, other, fresh=False)  # the latest again: not counted
             limited = push(client, school, snap)
             assert limited.status_code == 429
             assert limited.headers["content-type"] == "application/problem+json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import LargeBinary
+from sqlalchemy import LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field
 
 from app.db import UTCDateTime, utcnow
@@ -22,3 +22,27 @@ class SigningSecret(SchoolScoped, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_by: str = Field(max_length=64)
     revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class EsisConnection(SchoolScoped, table=True):
+    """Where and how to fetch a school from ESIS's UWLR web service. Secrets are encrypted."""
+
+    __tablename__ = "esis_connection"
+    __table_args__ = (UniqueConstraint("school_id"),)
+
+    url: str = Field(max_length=500)
+    # Fernet-encrypted JSON: the client certificate and key (PEM), and the autorisatiesleutel.
+    identity_encrypted: bytes = Field(sa_type=LargeBinary)
+    secret_encrypted: bytes = Field(sa_type=LargeBinary)
+    cert_subject: str = Field(max_length=500)
+    cert_not_after: dt.datetime = Field(sa_type=UTCDateTime)
+    ca_pem: str | None = Field(default=None, sa_type=Text)
+    klantcode: str = Field(max_length=100)
+    klantnaam: str = Field(max_length=200)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_by: str = Field(max_length=64)
+    # The daily pull (R3): a worker leases a school until `claimed_until`; a finished pull
+    # records the school-local day, so each school is pulled once a day by one worker, and a
+    # worker that dies only delays the pull until its lease runs out.
+    last_pulled_on: dt.date | None = Field(default=None)
+    claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

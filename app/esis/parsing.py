@@ -13,6 +13,8 @@ from app.esis.schemas import EsisSnapshot
 
 JSON_TYPES = frozenset({"application/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
+# How a pulled UWLR answer (a SOAP envelope) is stored; never accepted from clients.
+UWLR_TYPE = "application/vnd.uwlr.leerlinggegevens+xml"
 LISTS = ("groups", "students", "guardians", "staff")
 MAX_ERRORS = 50
 
@@ -31,6 +33,11 @@ def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
     kind = media_type(content_type)
     if kind in JSON_TYPES:
         return Parsed(parse_json(body))
+    if kind == UWLR_TYPE:
+        from app.esis.uwlr import parse_answer
+
+        answer = parse_answer(body)
+        return Parsed(answer.snapshot, list(answer.warnings))
     if kind in XML_TYPES:
         from app.esis.edexml import read_edexml
 

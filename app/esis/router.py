@@ -22,8 +22,10 @@ from app.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from app.esis import signing
+from app.esis import pulls, signing
+from app.esis.models import EsisConnection
 from app.esis.parsing import XML_TYPES, media_type
+from app.esis.schemas_connection import CertificateInfo, ConnectionPublic, ConnectionPut
 from app.schools.router import to_public
 from app.schools.schemas import SchoolPublic
 from app.sync import activation, imports
@@ -291,5 +293,81 @@ async def import_edexml(
         body=body,
         remove_missing=remove_missing,
         actor=ctx.principal.actor,
+    )
+    return SyncRunPublic.model_validate(run)
+
+
+def _connection_public(row: EsisConnection) -> ConnectionPublic:
+    return ConnectionPublic(
+        url=row.url,
+        klantcode=row.klantcode,
+        klantnaam=row.klantnaam,
+        certificate=CertificateInfo(subject=row.cert_subject, not_after=row.cert_not_after),
+        autorisatiesleutel_set=bool(row.secret_encrypted),
+        ca_pem_set=row.ca_pem is not None,
+        updated_at=row.updated_at,
+        last_pulled_on=row.last_pulled_on,
+    )
+
+
+@router.put(
+    "/connection",
+    summary="Set the ESIS web service connection",
+    description="Where and how to fetch the school from ESIS's UWLR 2.2 service (R3): the "
+    "address, the client certificate (PKCS#12 with its password, or a PEM pair), the "
+    "autorisatiesleutel, klantcode and klantnaam. Secrets are encrypted at rest and never "
+    "read back; a certificate that does not parse or has expired is refused (422).",
+    responses=problem_responses(*AUTH, Unprocessable),
+)
+def put_connection(
+    data: ConnectionPut, request: Request, ctx: WriteSchool, session: SessionDep
+) -> ConnectionPublic:
+    row = pulls.put_connection(
+        session=session,
+        settings=request.app.state.settings,
+        school_id=ctx.school.id,
+        data=data,
+        actor=ctx.principal.actor,
+    )
+    return _connection_public(row)
+
+
+@router.get(
+    "/connection",
+    summary="Get the ESIS web service connection",
+    description="The address, klantcode, klantnaam, the certificate's subject and expiry, and "
+    "whether the secrets are set; never the secrets themselves.",
+    responses=problem_responses(*AUTH),
+)
+def get_connection(ctx: WriteSchool, session: SessionDep) -> ConnectionPublic:
+    return _connection_public(pulls.get_connection(session=session, school_id=ctx.school.id))
+
+
+@router.post(
+    "/pulls",
+    status_code=status.HTTP_201_CREATED,
+    summary="Fetch from ESIS now",
+    description="Fetches the school from ESIS's UWLR service now and applies it exactly like a "
+    "pushed snapshot (R3-R6; before activation it is stored for R1/R2). A SOAP Fault, an HTTP "
+    "error, a timeout or a truncated answer (after retries for the transient ones) gives a "
+    "`failed` run with the reason, and the school stays as it was: a failed fetch is never an "
+    "empty school.",
+    responses=problem_responses(*AUTH, Conflict, Unprocessable),
+)
+async def pull_now(request: Request, ctx: WriteSchool) -> SyncRunPublic:
+    settings = request.app.state.settings
+    options = pulls.PullOptions(
+        limits=PushLimits(
+            max_records=settings.max_snapshot_records, per_minute=settings.push_rate_per_minute
+        ),
+        attempts=settings.pull_attempts,
+    )
+    run = await run_in_threadpool(
+        pulls.pull,
+        sessions=request.app.state.sessionmaker,
+        settings=settings,
+        school_id=ctx.school.id,
+        actor=ctx.principal.actor,
+        options=options,
     )
     return SyncRunPublic.model_validate(run)

@@ -41,7 +41,7 @@ class Snapshot(SchoolScoped, table=True):
 
     __tablename__ = "snapshot"
     __table_args__ = (
-        UniqueConstraint("school_id", "body_sha256"),
+        Index(None, "school_id", "body_sha256"),
         UniqueConstraint("school_id", "idempotency_key"),
         CheckConstraint("origin IN ('push', 'pull', 'import')", name="origin"),
         Index(None, "school_id", "received_at"),

@@ -112,6 +112,8 @@ def _store(
     """Transaction 1: keep the raw body; or find that it was received before."""
     with sessions() as session:
         begin_write(session)
+        # One receipt at a time per school, so two copies of one body are stored once.
+        schools.lock(session=session, school_id=school_id)
         existing = _find_existing(session, school_id, digest, idempotency_key)
         if existing is None:
             _check_rate(session, school_id, per_minute)
@@ -128,7 +130,7 @@ def _store(
             try:
                 session.flush()
             except IntegrityError:
-                # A concurrent request stored the same body first: answer with its run.
+                # A concurrent request with the same Idempotency-Key came first: its run.
                 session.rollback()
                 begin_write(session)
                 existing = _find_existing(session, school_id, digest, idempotency_key)
@@ -176,12 +178,22 @@ def _check_rate(session: Session, school_id: uuid.UUID, per_minute: int) -> None
 def _find_existing(
     session: Session, school_id: uuid.UUID, digest: str, idempotency_key: str | None
 ) -> Snapshot | None:
+    """The same Idempotency-Key ever, or the same body as the school's latest snapshot.
+
+    Only the latest counts for bodies: ESIS sending back older data (A, B, then A again) is
+    new information and is applied; a retry or a daily pull with nothing new is not.
+    """
     query = select(Snapshot).where(Snapshot.school_id == school_id)
     if idempotency_key is not None:
         by_key = session.scalar(query.where(Snapshot.idempotency_key == idempotency_key))
         if by_key is not None:
             return by_key
-    return session.scalar(query.where(Snapshot.body_sha256 == digest))
+    latest = session.scalar(
+        query.where(col(Snapshot.origin).in_(("push", "pull")))
+        .order_by(col(Snapshot.received_at).desc())
+        .limit(1)
+    )
+    return latest if latest is not None and latest.body_sha256 == digest else None
 
 
 def _latest_run(session: Session, school_id: uuid.UUID, snapshot_id: uuid.UUID) -> SyncRun | None:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: ea3561d76e4f
+Revision ID: 05a584476d35
 Revises:
-Create Date: 2026-11-28 16:00:03.055871
+Create Date: 2026-11-28 16:11:11.302880
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlmodel
 import app.db
 from alembic import op
 
-revision: str = "ea3561d76e4f"
+revision: str = "05a584476d35"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -147,6 +147,31 @@ def upgrade() -> None:
             "field",
             name=op.f("uq_drift_item_school_id_entity_record_id_field"),
         ),
+    )
+    op.create_table(
+        "esis_connection",
+        sa.Column("school_id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("url", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("identity_encrypted", sa.LargeBinary(), nullable=False),
+        sa.Column("secret_encrypted", sa.LargeBinary(), nullable=False),
+        sa.Column("cert_subject", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("cert_not_after", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ca_pem", sa.Text(), nullable=True),
+        sa.Column("klantcode", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("klantnaam", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("last_pulled_on", sa.Date(), nullable=True),
+        sa.Column("claimed_until", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["school_id"],
+            ["school.id"],
+            name=op.f("fk_esis_connection_school_id_school"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("school_id", "id", name=op.f("pk_esis_connection")),
+        sa.UniqueConstraint("school_id", name=op.f("uq_esis_connection_school_id")),
     )
     op.create_table(
         "event",
@@ -283,13 +308,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("school_id", "id", name=op.f("pk_snapshot")),
         sa.UniqueConstraint(
-            "school_id", "body_sha256", name=op.f("uq_snapshot_school_id_body_sha256")
-        ),
-        sa.UniqueConstraint(
             "school_id", "idempotency_key", name=op.f("uq_snapshot_school_id_idempotency_key")
         ),
     )
     with op.batch_alter_table("snapshot", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_snapshot_school_id_body_sha256"),
+            ["school_id", "body_sha256"],
+            unique=False,
+        )
         batch_op.create_index(
             batch_op.f("ix_snapshot_school_id_received_at"),
             ["school_id", "received_at"],
@@ -676,6 +703,7 @@ def downgrade() -> None:
     op.drop_table("staff")
     with op.batch_alter_table("snapshot", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_snapshot_school_id_received_at"))
+        batch_op.drop_index(batch_op.f("ix_snapshot_school_id_body_sha256"))
 
     op.drop_table("snapshot")
     op.drop_table("signing_secret")
@@ -685,6 +713,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_event_school_id_entity_entity_id"))
 
     op.drop_table("event")
+    op.drop_table("esis_connection")
     op.drop_table("drift_item")
     op.drop_table("class_arrangement")
     with op.batch_alter_table("api_key", schema=None) as batch_op:

@@ -1,0 +1,304 @@
+"""Pulling from ESIS's UWLR web service (R3): the connection, one pull, and the daily schedule.
+
+A pulled snapshot takes the same path as a pushed one (`sync.runs.receive_snapshot`, origin
+`pull`). A failed fetch (a SOAP Fault, an HTTP error, a timeout, a truncated answer) is a failed
+run with the reason, never an empty school.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col, select
+
+from app.config import Settings
+from app.crypto import decrypt, encrypt
+from app.db import begin_write, utcnow
+from app.errors import DomainError, NotFound, Unprocessable
+from app.esis import uwlr
+from app.esis.certs import ClientIdentity, load_client_identity
+from app.esis.models import EsisConnection
+from app.esis.parsing import UWLR_TYPE
+from app.esis.schemas_connection import ConnectionPut
+from app.events.service import Change, emit
+from app.schools.models import CouplingState, School
+from app.sync.models import RunKind, SyncRun
+from app.sync.runs import PushLimits, receive_snapshot, record_failure
+
+log = logging.getLogger("esis_sync.pull")
+
+LEASE = dt.timedelta(minutes=15)
+
+Fetcher = Callable[..., uwlr.Answer]
+
+
+class EsisUnavailable(DomainError):
+    status, slug, title = 502, "esis-unavailable", "ESIS could not be fetched"
+
+
+# --- the connection -------------------------------------------------------------------------
+
+
+def _identity(data: ConnectionPut) -> ClientIdentity | None:
+    cert = data.certificate
+    if cert is None:
+        return None
+    try:
+        pkcs12 = base64.b64decode(cert.pkcs12_base64, validate=True) if cert.pkcs12_base64 else None
+    except (binascii.Error, ValueError):
+        raise Unprocessable("certificate.pkcs12_base64: not base64") from None
+    return load_client_identity(
+        pkcs12=pkcs12,
+        password=cert.password,
+        cert_pem=cert.cert_pem.encode() if cert.cert_pem else None,
+        key_pem=cert.key_pem.encode() if cert.key_pem else None,
+    )
+
+
+def put_connection(
+    *, session: Session, settings: Settings, school_id: uuid.UUID, data: ConnectionPut, actor: str
+) -> EsisConnection:
+    """Create or replace the school's connection; the certificate is checked on upload."""
+    identity = _identity(data)
+    row = session.scalar(select(EsisConnection).where(EsisConnection.school_id == school_id))
+    if row is None and (identity is None or data.autorisatiesleutel is None):
+        raise Unprocessable(
+            "a new connection needs the client certificate and the autorisatiesleutel",
+            errors=[{"field": "certificate", "message": "required on the first PUT"}],
+        )
+    now = utcnow()
+    if row is None:
+        assert identity is not None and data.autorisatiesleutel is not None
+        row = EsisConnection(
+            school_id=school_id,
+            url=data.url,
+            klantcode=data.klantcode,
+            klantnaam=data.klantnaam,
+            updated_by=actor,
+            cert_subject=identity.subject,
+            cert_not_after=identity.not_after,
+            identity_encrypted=b"",
+            secret_encrypted=b"",
+        )
+        session.add(row)
+    row.url, row.klantcode, row.klantnaam = data.url, data.klantcode, data.klantnaam
+    row.ca_pem = data.ca_pem
+    if identity is not None:
+        row.identity_encrypted = encrypt(
+            settings,
+            json.dumps(
+                {"cert": identity.cert_pem.decode(), "key": identity.key_pem.decode()}
+            ).encode(),
+        )
+        row.cert_subject, row.cert_not_after = identity.subject, identity.not_after
+    if data.autorisatiesleutel is not None:
+        row.secret_encrypted = encrypt(
+            settings, json.dumps({"autorisatiesleutel": data.autorisatiesleutel}).encode()
+        )
+    row.updated_at, row.updated_by = now, actor
+    session.flush()
+    emit(
+        session=session,
+        school_id=school_id,
+        source="api",
+        actor=actor,
+        changes=[
+            Change(
+                "esis_connection",
+                row.id,
+                "updated",
+                {
+                    "url": {"before": None, "after": data.url},
+                    "certificate_replaced": identity is not None,
+                },
+            )
+        ],
+    )
+    return row
+
+
+def get_connection(*, session: Session, school_id: uuid.UUID) -> EsisConnection:
+    row = session.scalar(select(EsisConnection).where(EsisConnection.school_id == school_id))
+    if row is None:
+        raise NotFound("this school has no ESIS connection: PUT one first")
+    return row
+
+
+def _uwlr_connection(settings: Settings, row: EsisConnection) -> uwlr.UwlrConnection:
+    identity = json.loads(decrypt(settings, row.identity_encrypted))
+    secret = json.loads(decrypt(settings, row.secret_encrypted))
+    return uwlr.UwlrConnection(
+        url=row.url,
+        identity=ClientIdentity(
+            cert_pem=identity["cert"].encode(),
+            key_pem=identity["key"].encode(),
+            not_after=row.cert_not_after,
+            subject=row.cert_subject,
+        ),
+        ca_pem=row.ca_pem.encode() if row.ca_pem else None,
+        autorisatiesleutel=secret["autorisatiesleutel"],
+        klantcode=row.klantcode,
+        klantnaam=row.klantnaam,
+    )
+
+
+# --- one pull -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    limits: PushLimits
+    attempts: int = 4
+    backoff: float = 1.0
+    fetcher: Fetcher = uwlr.fetch_answer
+
+
+def pull(
+    *,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    school_id: uuid.UUID,
+    actor: str,
+    options: PullOptions,
+) -> SyncRun:
+    """Fetch the school from ESIS now and merge it like a push; a failure is a failed run."""
+    with sessions() as session:
+        school = session.get_one(School, school_id)
+        conn = _uwlr_connection(settings, get_connection(session=session, school_id=school_id))
+        brin, branch = school.brin, school.branch
+    today = dt.datetime.now(settings.tz).date()
+    try:
+        answer = options.fetcher(
+            conn=conn, brin=brin, branch=branch, attempts=options.attempts, backoff=options.backoff
+        )
+    except uwlr.UwlrError as exc:
+        log.warning(
+            "pull failed",
+            extra={"school_id": str(school_id), "kind": exc.kind, "attempts": exc.attempts},
+        )
+        run = SyncRun(school_id=school_id, kind=RunKind.MERGE.value, origin="pull", actor=actor)
+        error = EsisUnavailable(
+            f"{exc} (nothing was changed)",
+            kind=exc.kind,
+            attempts=exc.attempts,
+            transient=exc.transient,
+        )
+        record_failure(sessions=sessions, run=run, exc=error)
+        return run
+    received = receive_snapshot(
+        sessions=sessions,
+        school_id=school_id,
+        body=answer.body,
+        content_type=UWLR_TYPE,
+        idempotency_key=None,
+        origin="pull",
+        actor=actor,
+        today=today,
+        limits=options.limits,
+    )
+    return received.run
+
+
+# --- the daily schedule ---------------------------------------------------------------------
+
+
+def due(*, session: Session, now: dt.datetime, tz: Any) -> list[uuid.UUID]:
+    """Active schools whose daily sync time (school-local, R3) has passed today and that were
+    not pulled yet today, nor are leased by a worker right now."""
+    local = now.astimezone(tz)
+    rows = session.execute(
+        select(col(School.id), col(School.daily_sync_time), col(EsisConnection.last_pulled_on))
+        .join(EsisConnection, col(EsisConnection.school_id) == col(School.id))
+        .where(
+            School.coupling == CouplingState.ACTIVE.value,
+            or_(
+                col(EsisConnection.claimed_until).is_(None), col(EsisConnection.claimed_until) < now
+            ),
+        )
+    )
+    return [
+        school_id
+        for school_id, at, last in rows
+        if local.time() >= at and (last is None or last < local.date())
+    ]
+
+
+def claim(
+    *, sessions: sessionmaker[Session], school_id: uuid.UUID, now: dt.datetime, today: dt.date
+) -> bool:
+    """Lease the school's daily pull: one conditional UPDATE, so only one worker wins."""
+    with sessions() as session:
+        begin_write(session)
+        won = session.execute(
+            update(EsisConnection)
+            .where(
+                col(EsisConnection.school_id) == school_id,
+                or_(
+                    col(EsisConnection.claimed_until).is_(None),
+                    col(EsisConnection.claimed_until) < now,
+                ),
+                or_(
+                    col(EsisConnection.last_pulled_on).is_(None),
+                    col(EsisConnection.last_pulled_on) < today,
+                ),
+            )
+            .values(claimed_until=now + LEASE)
+        ).rowcount  # type: ignore[attr-defined]
+        session.commit()
+    return bool(won)
+
+
+def finish(*, sessions: sessionmaker[Session], school_id: uuid.UUID, today: dt.date) -> None:
+    with sessions() as session:
+        begin_write(session)
+        session.execute(
+            update(EsisConnection)
+            .where(col(EsisConnection.school_id) == school_id)
+            .values(last_pulled_on=today, claimed_until=None)
+        )
+        session.commit()
+
+
+def run_due(
+    *,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    options: PullOptions,
+    now: dt.datetime | None = None,
+) -> list[SyncRun]:
+    """One pass of the scheduler: pull every due school this worker can lease."""
+    now = now or utcnow()
+    today = now.astimezone(settings.tz).date()
+    with sessions() as session:
+        schools = due(session=session, now=now, tz=settings.tz)
+    runs: list[SyncRun] = []
+    for school_id in schools:
+        if not claim(sessions=sessions, school_id=school_id, now=now, today=today):
+            continue  # another worker has it
+        try:
+            runs.append(
+                pull(
+                    sessions=sessions,
+                    settings=settings,
+                    school_id=school_id,
+                    actor="schedule",
+                    options=options,
+                )
+            )
+        except DomainError as exc:  # recorded on the run; the day's pull is done
+            log.warning(
+                "scheduled pull refused", extra={"school_id": str(school_id), "status": exc.status}
+            )
+        # Anything else leaves the lease to run out, so that a worker tries again later.
+        finish(sessions=sessions, school_id=school_id, today=today)
+    return runs

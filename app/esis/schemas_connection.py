@@ -1,0 +1,83 @@
+"""API shapes of a school's ESIS connection (UWLR 2.2); secrets go in, never come out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Url = Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)]
+
+
+class CertificateUpload(BaseModel):
+    """A PKCS#12 file (base64) with its password, or a PEM certificate and key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pkcs12_base64: str | None = Field(default=None, max_length=2_000_000)
+    password: str | None = Field(default=None, max_length=500)
+    cert_pem: str | None = Field(default=None, max_length=100_000)
+    key_pem: str | None = Field(default=None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CertificateUpload:
+        if (self.pkcs12_base64 is None) == (self.cert_pem is None and self.key_pem is None):
+            raise ValueError("give pkcs12_base64 (with password), or cert_pem and key_pem")
+        if self.cert_pem is not None and self.key_pem is None:
+            raise ValueError("cert_pem needs key_pem")
+        return self
+
+
+class ConnectionPut(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://customer.rovictonline.nl/uwlr2.2.svc",
+                    "certificate": {"pkcs12_base64": "MIIK...", "password": "..."},
+                    "autorisatiesleutel": "...",
+                    "klantcode": "12345",
+                    "klantnaam": "Basisschool De Regenboog",
+                }
+            ]
+        },
+    )
+
+    url: Url = Field(description="The UWLR 2.2 service address (https).")
+    certificate: CertificateUpload | None = Field(
+        default=None,
+        description="The client certificate; required on the first PUT, optional later (the "
+        "stored one stays). Refused when it does not parse or has expired.",
+    )
+    ca_pem: str | None = Field(
+        default=None,
+        max_length=100_000,
+        description="CA certificates to trust for this service (PEM); default: the system's.",
+    )
+    autorisatiesleutel: str | None = Field(
+        default=None, max_length=500, description="Required on the first PUT; never read back."
+    )
+    klantcode: str = Field(max_length=100)
+    klantnaam: str = Field(max_length=200)
+
+
+class CertificateInfo(BaseModel):
+    subject: str
+    not_after: dt.datetime = Field(description="When the client certificate expires.")
+
+
+class ConnectionPublic(BaseModel):
+    url: str
+    klantcode: str
+    klantnaam: str
+    certificate: CertificateInfo
+    autorisatiesleutel_set: bool = Field(
+        description="Secrets are never shown, only that they are set."
+    )
+    ca_pem_set: bool
+    updated_at: dt.datetime
+    last_pulled_on: dt.date | None = Field(
+        description="The school-local day of the last daily pull."
+    )

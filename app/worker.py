@@ -1,0 +1,59 @@
+"""The worker: the daily schedule (R3) and recovery of interrupted snapshots.
+
+`esis-sync worker` runs it; on the embedded SQLite default `esis-sync serve` runs it in a
+thread beside the API. Any number of workers can run against one PostgreSQL: each school's
+daily pull is leased with one conditional UPDATE (app/esis/pulls.py), so a school is pulled by
+one worker at a time, and the pull of a worker that dies is picked up when its lease ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.esis.pulls import PullOptions, run_due
+from app.sync.runs import PushLimits, recover_interrupted
+
+log = logging.getLogger("esis_sync.worker")
+
+
+def options(settings: Settings) -> PullOptions:
+    return PullOptions(
+        limits=PushLimits(
+            max_records=settings.max_snapshot_records, per_minute=settings.push_rate_per_minute
+        ),
+        attempts=settings.pull_attempts,
+    )
+
+
+def run(settings: Settings, *, stop: threading.Event, once: bool = False) -> int:
+    """Loop until `stop` is set (or one pass with `once`); returns the number of pulls."""
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    pulled = 0
+    try:
+        while True:
+            try:
+                recover_interrupted(sessions=sessions, today=dt.datetime.now(settings.tz).date())
+                runs = run_due(sessions=sessions, settings=settings, options=options(settings))
+                pulled += len(runs)
+                if runs:
+                    log.info("scheduled pulls done", extra={"pulls": len(runs)})
+            except Exception as exc:  # a worker survives a bad pass; the lease retries it
+                log.error("scheduler pass failed", extra={"error_type": type(exc).__name__})
+            if once or stop.wait(settings.scheduler_interval_seconds):
+                return pulled
+    finally:
+        engine.dispose()
+
+
+def start_in_thread(settings: Settings) -> threading.Event:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run, args=(settings,), kwargs={"stop": stop}, name="esis-sync-worker", daemon=True
+    )
+    thread.start()
+    return stop

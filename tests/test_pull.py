@@ -1,0 +1,207 @@
+"""Pulling from ESIS (R3) through a real fake ESIS on loopback: TLS with a client certificate,
+the same merge as a push, failures as failed runs, and the daily schedule in school time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.esis.certs import make_cert
+from app.esis.fake import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
+from app.esis.pulls import PullOptions, due, run_due
+from app.sync.runs import PushLimits
+from tests.factories import SchoolKeys, auth, make_school
+from tests.merge_helpers import rows
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "edexml" / "guardians-2.1.xml"
+AMSTERDAM = zoneinfo.ZoneInfo("Europe/Amsterdam")
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
+    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
+    with kit.serve() as server:
+        yield server
+
+
+def _ready_fixture() -> bytes:
+    body = FIXTURE.read_bytes()
+    return body.replace(
+        b"<voorletters>K</voorletters>",
+        b"<voorletters>K</voorletters><emailadres>k@example.nl</emailadres>",
+    )
+
+
+def _connect(
+    client: TestClient, school: SchoolKeys, esis: FakeEsis, kit: FakeEsisKit, **overrides: Any
+) -> Any:
+    body = {
+        "url": esis.url,
+        "certificate": {"cert_pem": kit.client.cert.decode(), "key_pem": kit.client.key.decode()},
+        "ca_pem": kit.ca.cert.decode(),
+        **DEFAULT_AUTORISATIE,
+        **overrides,
+    }
+    return client.put(
+        f"/api/v1/schools/{school.key}/esis/connection", json=body, headers=auth(school.admin)
+    )
+
+
+def _pull(client: TestClient, school: SchoolKeys) -> dict[str, Any]:
+    response = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+    assert response.status_code == 201, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+def test_r3_pull_takes_the_same_path_as_a_push(
+    client: TestClient, db: sessionmaker[Session], esis: FakeEsis, kit: FakeEsisKit
+) -> None:
+    school = make_school(client, db)
+    connected = _connect(client, school, esis, kit)
+    assert connected.status_code == 200, connected.text
+    shown = connected.json()
+    assert shown["autorisatiesleutel_set"] is True
+    assert "fake-autorisatiesleutel" not in connected.text
+    assert "PRIVATE KEY" not in connected.text
+    stored = rows(db, "esis_connection")[0]
+    assert b"fake-autorisatiesleutel" not in stored["secret_encrypted"]
+    assert b"PRIVATE KEY" not in stored["identity_encrypted"]
+
+    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()))
+    first = _pull(client, school)
+    assert (first["origin"], first["status"]) == ("pull", "stored")
+    assert esis.requests[-1].klantcode == "K0001"
+    activated = client.post(
+        f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin)
+    )
+    assert activated.status_code == 201, activated.text
+    assert {s["source"] for s in rows(db, "student")} == {"esis"}
+
+    changed = _ready_fixture().replace(b"<roepnaam>Sanne</roepnaam>", b"<roepnaam>Suus</roepnaam>")
+    esis.script("12AB", "00", answer=soap_answer(changed))
+    second = _pull(client, school)
+    assert second["status"] == "applied", second
+    assert second["counts"]["student"]["drift_opened"] == 1  # R5, as for a push
+    again = _pull(client, school)
+    assert again["id"] == second["id"]  # nothing new: answered with the run that applied it
+
+
+@pytest.mark.parametrize(
+    ("mode", "kw", "kind", "tries"),
+    [
+        ("fault", {}, "fault", 1),
+        ("http_error", {"status": 403}, "http", 1),
+        ("http_error", {"status": 503}, "http", 2),
+        ("truncate", {}, "truncated", 2),
+    ],
+)
+def test_failed_fetch_is_a_failed_run_and_changes_nothing(
+    client: TestClient,
+    db: sessionmaker[Session],
+    esis: FakeEsis,
+    kit: FakeEsisKit,
+    app: FastAPI,
+    mode: str,
+    kw: dict[str, Any],
+    kind: str,
+    tries: int,
+) -> None:
+    school = make_school(client, db)
+    _connect(client, school, esis, kit)
+    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()))
+    _pull(client, school)
+    client.post(f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin))
+    before = rows(db, "student")
+    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()), mode=mode,  # type: ignore[arg-type] **kw)
+    app.state.settings = app.state.settings.model_copy(update={"pull_attempts": 2})
+    try:
+        run = _pull(client, school)
+    finally:
+        app.state.settings = app.state.settings.model_copy(update={"pull_attempts": 4})
+    assert run["status"] == "failed"
+    assert run["error"]["extra"]["kind"] == kind
+    assert run["error"]["extra"]["attempts"] == tries
+    assert "nothing was changed" in run["error"]["detail"]
+    assert esis.served("12AB", "00") == tries
+    assert rows(db, "student") == before
+
+
+def test_expired_or_broken_certificates_are_refused_on_upload(
+    client: TestClient, db: sessionmaker[Session], esis: FakeEsis, kit: FakeEsisKit
+) -> None:
+    school = make_school(client, db)
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    expired = make_cert(
+        kit.ca,
+        "expired client",
+        server=False,
+        not_before=past - dt.timedelta(days=2),
+        not_after=past,
+    )
+    response = _connect(
+        client,
+        school,
+        esis,
+        kit,
+        certificate={"cert_pem": expired.cert.decode(), "key_pem": expired.key.decode()},
+    )
+    assert response.status_code == 422
+    assert "expired" in response.json()["detail"]
+    broken = _connect(
+        client,
+        school,
+        esis,
+        kit,
+        certificate={"pkcs12_base64": "bm90IGEgY2VydA==", "password": "x"},
+    )
+    assert broken.status_code == 422
+    assert rows(db, "esis_connection") == []
+
+
+def test_schedule_fires_at_the_school_time_across_daylight_saving(
+    client: TestClient,
+    db: sessionmaker[Session],
+    esis: FakeEsis,
+    kit: FakeEsisKit,
+    settings: Settings,
+) -> None:
+    school = make_school(client, db)
+    _connect(client, school, esis, kit)
+    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()))
+    _pull(client, school)
+    client.post(f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin))
+
+    def due_at(local: dt.datetime) -> bool:
+        with db() as session:
+            return bool(due(session=session, now=local.astimezone(dt.UTC), tz=AMSTERDAM))
+
+    # Summer time starts on 28 March 2027 and ends on 31 October 2027: 17:00 local either way.
+    for day in (
+        dt.date(2027, 3, 27),
+        dt.date(2027, 3, 28),
+        dt.date(2027, 10, 31),
+        dt.date(2027, 11, 1),
+    ):
+        assert not due_at(dt.datetime.combine(day, dt.time(16, 59), AMSTERDAM))
+        assert due_at(dt.datetime.combine(day, dt.time(17, 0), AMSTERDAM))
+    options = PullOptions(limits=PushLimits(), attempts=1)
+    at = dt.datetime(2027, 3, 28, 17, 5, tzinfo=AMSTERDAM).astimezone(dt.UTC)
+    pulled = run_due(sessions=db, settings=settings, options=options, now=at)
+    assert [r.origin for r in pulled] == ["pull"]
+    assert run_due(sessions=db, settings=settings, options=options, now=at) == []  # once a day
+    next_day = at + dt.timedelta(days=1)
+    assert len(run_due(sessions=db, settings=settings, options=options, now=next_day)) == 1

@@ -126,7 +126,7 @@ def test_failed_fetch_is_a_failed_run_and_changes_nothing(
     _pull(client, school)
     client.post(f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin))
     before = rows(db, "student")
-    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()), mode=mode,  # type: ignore[arg-type] **kw)
+    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()), mode=mode, **kw)  # type: ignore[arg-type]
     app.state.settings = app.state.settings.model_copy(update={"pull_attempts": 2})
     try:
         run = _pull(client, school)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import app.models  # noqa: F401  (every table registered before any query)
-from app import health
+from app import health, metrics
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import PROBLEM_JSON, Problem, install_error_handlers
@@ -67,8 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuardMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(metrics.MetricsMiddleware)
 
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(schools_router)
     app.include_router(esis_router)
     app.include_router(edexml_router)

@@ -27,6 +27,7 @@ from app.errors import Conflict, DomainError, TooManyRequests, Unprocessable
 from app.esis.parsing import Parsed, parse_snapshot
 from app.esis.validation import check_snapshot
 from app.events.service import emit
+from app.metrics import observe_merge
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School, UpdatePolicy
 from app.sync import repository
@@ -285,6 +286,7 @@ def _apply(
         run.warnings = warnings
         run.finished_at = utcnow()
         session.commit()
+    observe_merge(run.kind, time.perf_counter() - started)
     log.info(
         "snapshot run finished",
         extra={

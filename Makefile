@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 endif
 BIN    := $(VENV)/bin
 
-.PHONY: install run migrate test lint format typecheck check bench clean
+.PHONY: install run migrate test lint format typecheck check bench soak demo clean
 
 # uv is taken from PATH; without it, pip installs it into the project's environment first.
 $(VENV)/bin/uv:
@@ -41,6 +41,13 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/python -m bench.merge
+	$(BIN)/python -m bench.edexml_memory
+
+soak: install
+	$(BIN)/python -m bench.soak
+
+demo: migrate
+	$(BIN)/esis-sync demo
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

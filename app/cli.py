@@ -196,6 +196,90 @@ def pull(
         raise typer.Exit(1)
 
 
+@cli.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="Port of the service (default: free).")] = None,
+    directory: Annotated[str, typer.Option(help="Where the demo keeps its data.")] = "var/demo",
+    serve: Annotated[bool, typer.Option(help="Keep serving after the demo.")] = True,
+) -> None:
+    """The whole coupling on the embedded default: fake ESIS, pull, activation, a local edit,
+    a change in ESIS, drift, and the change feed."""
+    from pathlib import Path
+
+    from app.demo import run as run_demo
+
+    run_demo(directory=Path(directory), port=port, keep_serving=serve, say=typer.echo)
+
+
+transition_cli = typer.Typer(help="The year transition (R7-R11).", no_args_is_help=True)
+cli.add_typer(transition_cli, name="year-transition")
+
+
+@transition_cli.command("preview")
+def transition_preview(
+    school: Annotated[str, typer.Argument(help="The school's key, e.g. 12AB00.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The whole report as JSON.")] = False,
+) -> None:
+    """What the year transition would do with the latest new-year snapshot; changes nothing."""
+    import json
+
+    from app.db import make_engine, make_sessionmaker
+    from app.errors import DomainError
+    from app.schools.repository import get_by_key
+    from app.year_transition.flow import preview
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            found = get_by_key(session=session, key=school.upper())
+            if found is None:
+                typer.echo(f"no school {school}", err=True)
+                raise typer.Exit(1)
+            report, _cursor = preview(session=session, school_id=found.id, limit=1000, cursor=None)
+    except DomainError as exc:
+        typer.echo(f"{exc.title}: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    typer.echo(
+        f"{report['from_year']} -> {report['to_year']}"
+        + (f"  HELD: {report['held_reason']}" if report["held_reason"] else "")
+    )
+    for name, value in report.items():
+        if isinstance(value, dict) and "count" in value:
+            typer.echo(f"  {name}: {value['count']}")
+
+
+@cli.command("fake-esis")
+def fake_esis(
+    directory: Annotated[
+        str, typer.Option(help="Where the certificates are written.")
+    ] = "var/fake-esis",
+    port: Annotated[int, typer.Option(help="HTTPS port on 127.0.0.1.")] = 8443,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """A fake ESIS UWLR service (HTTPS, client certificates) serving a synthetic school 12AB00."""
+    import time
+    from pathlib import Path
+
+    from app.demo import roster
+    from app.esis.fake import FakeEsis
+
+    kit = FakeEsis.generate(Path(directory))
+    with kit.serve(host=host, port=port) as esis:
+        esis.script("12AB", "00", answer=roster())
+        typer.echo(f"fake ESIS on {esis.url}; certificates in {directory}")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return
+
+
 @cli.command("generate-secret-key")
 def generate_secret_key() -> None:
     """Print a new key for ESIS_SYNC_SECRET_KEY (to rotate: new,old)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import typer
 import yaml
 
+from app.cli import cli
 from app.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,10 +23,28 @@ def test_settings_table_names_every_setting() -> None:
 def test_compose_sets_only_settings_the_app_knows() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     known = {f"ESIS_SYNC_{name.upper()}" for name in Settings.model_fields}
+    commands = set(typer.main.get_command(cli).commands)  # type: ignore[attr-defined]
+    app_services = 0
     for name, service in compose["services"].items():
         env = service.get("environment") or {}
         unknown = {k for k in env if k.startswith("ESIS_SYNC_")} - known
         assert not unknown, f"service {name} sets unknown settings {unknown}"
+        command = service.get("command") or []
+        if command[:1] != ["esis-sync"]:
+            continue
+        app_services += 1
+        assert command[1] in commands, f"service {name} runs an unknown command {command[1]}"
+        if command[1] in ("serve", "worker", "migrate"):
+            # Required on PostgreSQL: the database, and the key that encrypts stored secrets.
+            assert env["ESIS_SYNC_DATABASE_URL"].startswith("postgresql")
+            assert "ESIS_SYNC_SECRET_KEY" in env
+            assert service["depends_on"]
+            default = env["ESIS_SYNC_SECRET_KEY"].split(":-", 1)[1].rstrip("}")
+            Settings(
+                secret_key=default, database_url=env["ESIS_SYNC_DATABASE_URL"], _env_file=None
+            )  # the trial key is a valid Fernet key
+    assert app_services == 4
+    assert {"db", "migrate", "api", "worker", "fake-esis"} <= set(compose["services"])
 
 
 def test_readme_starts_with_the_two_commands() -> None:

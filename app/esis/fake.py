@@ -386,7 +386,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, fake: FakeEsis) -> None:
         self.fake = fake
-        super().__init__((fake.host, 0), _Handler)
+        super().__init__((fake.host, fake.bind_port), _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs in the connection's thread: the TLS handshake happens here, not in accept()."""
@@ -432,12 +432,14 @@ class FakeEsis:
         autorisatie: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         socket_timeout: float = 5.0,
+        port: int = 0,
     ) -> None:
         """`server_cert`: (cert PEM, key PEM) of the server; `client_ca`: the CA (PEM) client
         certificates must chain to; `ca`: the CA that signed `server_cert`, offered to clients
         as `esis.ca_pem`; `autorisatie`: the expected autorisatiesleutel, klantcode and
         klantnaam (default DEFAULT_AUTORISATIE)."""
         self.host = host
+        self.bind_port = port  # 0: any free port
         self.socket_timeout = socket_timeout
         self.ca_pem = ca
         self.autorisatie = dict(autorisatie or DEFAULT_AUTORISATIE)

@@ -1,0 +1,70 @@
+"""The `esis-sync` commands against both databases, with the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner, Result
+
+from app.cli import cli
+from app.config import get_settings
+from tests.merge_helpers import one, rows
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "edexml" / "guardians-2.1.xml"
+
+
+@pytest.fixture
+def run(database_url: str, db: sessionmaker[Session]) -> Iterator[Callable[..., Result]]:
+    runner = CliRunner()
+    env = {
+        "ESIS_SYNC_DATABASE_URL": database_url,
+        "ESIS_SYNC_SECRET_KEY": Fernet.generate_key().decode(),
+    }
+
+    def invoke(*args: str) -> Result:
+        get_settings.cache_clear()
+        return runner.invoke(cli, list(args), env=env)
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def test_cli_commands(run: Callable[..., Result], db: sessionmaker[Session]) -> None:
+    invoke = run
+    key = invoke("create-operator-key")
+    assert key.exit_code == 0
+    assert re.search(r"^esk_\S+$", key.stdout, re.MULTILINE)
+    assert invoke("create-school", "12AB", "De Regenboog").exit_code == 0
+    assert invoke("create-school", "12AB", "Nog eens").exit_code == 1
+    assert invoke("create-school", "XXXX", "Fout").exit_code == 2
+    imported = invoke("import-edexml", "12AB00", str(FIXTURE))
+    assert imported.exit_code == 0, imported.stdout
+    assert {s["source"] for s in rows(db, "student")} == {"edexml"}
+    assert invoke("import-edexml", "99ZZ00", str(FIXTURE)).exit_code == 1
+    preview = invoke("year-transition", "preview", "12AB00")
+    assert preview.exit_code == 1  # not active, no new year: says why
+    assert "not active" in preview.output
+    pull = invoke("pull", "12AB00")
+    assert pull.exit_code == 1
+    assert "no ESIS connection" in pull.output
+    worker = invoke("worker", "--once")
+    assert worker.exit_code == 0
+    assert "0 pull(s)" in worker.stdout
+    purge = invoke("purge")
+    assert purge.exit_code == 0
+    assert len(Fernet(invoke("generate-secret-key").stdout.strip().encode()).encrypt(b"x")) > 0
+    assert one(db, "school", key="12AB00")["name"] == "De Regenboog"
+    assert invoke("--help").exit_code == 0
+
+
+def test_demo_runs_the_whole_coupling(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--no-serve", "--directory", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "activated (R2)" in result.output
+    assert "drift (R5): guardian email: ours 'nieuw.adres@example.nl'" in result.output
+    assert "curl -s" in result.output

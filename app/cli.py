@@ -140,9 +140,12 @@ def import_edexml(
 def worker(
     once: Annotated[bool, typer.Option(help="One pass, then exit (for cron or tests).")] = False,
 ) -> None:
-    """Run the scheduler: daily pulls at each school's sync time, and recovery."""
+    """Run the scheduler: daily pulls at each school's sync time, and recovery.
+
+    On PostgreSQL a procrastinate worker: start as many as you like, on any machines."""
     import threading
 
+    from app.db import make_engine
     from app.worker import run
 
     settings = _settings()
@@ -150,6 +153,12 @@ def worker(
     typer.echo(
         f"worker: looking for due schools every {settings.scheduler_interval_seconds} s", err=True
     )
+    if not settings.is_sqlite and not once:
+        from app.jobs import run_worker
+
+        _recover(settings, make_engine(settings.database_url))
+        run_worker(settings)
+        return
     try:
         pulled = run(settings, stop=stop, once=once)
     except KeyboardInterrupt:

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         default=60,
         description="How often a worker looks for schools whose daily sync time has passed.",
     )
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=4, description="Jobs one worker process runs at once (PostgreSQL)."
+    )
+    job_stalled_seconds: Annotated[int, Field(ge=2, le=3600)] = Field(
+        default=30,
+        description="A worker silent for this long is taken for dead; its jobs run again.",
+    )
     embedded_worker: bool | None = Field(
         default=None,
         description="Run the scheduler inside `esis-sync serve`. Default: on for SQLite (no "

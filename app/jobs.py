@@ -1,0 +1,130 @@
+"""Jobs on PostgreSQL, with procrastinate: the daily schedule and the pulls it starts.
+
+- `tick` (periodic, every minute, one at a time across all workers) finds schools whose
+  daily sync time has passed (school time, R3), leases each (app/esis/pulls.py) and defers a
+  `pull_school` job for it.
+- `pull_school` runs with `lock=school:<id>`: jobs of one school never run at once, on any
+  number of workers on any number of machines. A failure is retried (procrastinate's retry);
+  the merge runs in one transaction, so an interrupted job leaves nothing half-applied.
+- `retry_stalled` (periodic) puts back jobs of workers that stopped sending heartbeats (a
+  killed worker): the pull runs again on another worker.
+
+On the embedded SQLite default the same functions run in-process (app/worker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import procrastinate
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.esis.pulls import claim, due, finish, pull
+from app.sync.runs import recover_interrupted
+
+log = logging.getLogger("esis_sync.jobs")
+
+QUEUE = "esis-sync"
+
+
+def conninfo(settings: Settings) -> str:
+    return "postgresql://" + settings.database_url.split("://", 1)[1]
+
+
+def cron(seconds: int) -> str:
+    """Every `seconds` (croniter's sixth field is seconds), or every N minutes."""
+    if seconds < 60:
+        return f"* * * * * */{seconds}"
+    return f"*/{max(1, seconds // 60)} * * * *"
+
+
+def make_app(settings: Settings) -> procrastinate.App:
+    """A procrastinate app whose tasks pull with `settings` (one per worker process)."""
+    from app.worker import options
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings)))
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+
+    @app.task(
+        name="pull_school",
+        queue=QUEUE,
+        retry=procrastinate.RetryStrategy(max_attempts=3, exponential_wait=10),
+    )
+    def pull_school(school_id: str) -> str:
+        school = uuid.UUID(school_id)
+        run = pull(
+            sessions=sessions,
+            settings=settings,
+            school_id=school,
+            actor="schedule",
+            options=options(settings),
+        )
+        finish(sessions=sessions, school_id=school, today=dt.datetime.now(settings.tz).date())
+        return run.status
+
+    def _due_and_claimed(now: dt.datetime) -> list[uuid.UUID]:
+        recover_interrupted(sessions=sessions, today=now.astimezone(settings.tz).date())
+        with sessions() as session:
+            candidates = due(session=session, now=now, tz=settings.tz)
+        today = now.astimezone(settings.tz).date()
+        return [
+            s for s in candidates if claim(sessions=sessions, school_id=s, now=now, today=today)
+        ]
+
+    every = cron(settings.scheduler_interval_seconds)
+    stalled_seconds = float(settings.job_stalled_seconds)
+
+    @app.periodic(cron=every, periodic_id="tick")
+    @app.task(name="tick", queue=QUEUE, queueing_lock="tick", pass_context=False)
+    async def tick(timestamp: int) -> int:
+        now = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+        schools = await asyncio.to_thread(_due_and_claimed, now)
+        for school in schools:
+            await pull_school.configure(
+                lock=f"school:{school}", queueing_lock=f"pull:{school}"
+            ).defer_async(school_id=str(school))
+        if schools:
+            log.info("daily pulls queued", extra={"pulls": len(schools)})
+        return len(schools)
+
+    @app.periodic(cron=every, periodic_id="retry_stalled")
+    @app.task(name="retry_stalled", queue=QUEUE, queueing_lock="retry_stalled", pass_context=False)
+    async def retry_stalled(timestamp: int) -> int:
+        del timestamp
+        return await retry_stalled_jobs(app, seconds=stalled_seconds)
+
+    return app
+
+
+async def retry_stalled_jobs(app: procrastinate.App, *, seconds: float) -> int:
+    """Jobs of workers without a heartbeat for `seconds` go back to the queue."""
+    stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds))
+    for job in stalled:
+        await app.job_manager.retry_job(job)
+    if stalled:
+        log.warning("stalled jobs retried", extra={"jobs": len(stalled)})
+    return len(stalled)
+
+
+def run_worker(settings: Settings, **worker: Any) -> None:
+    """A procrastinate worker: blocks until stopped (SIGINT/SIGTERM)."""
+    app = make_app(settings)
+    heartbeat = max(1.0, settings.job_stalled_seconds / 3)
+    app.run_worker(
+        queues=[QUEUE],
+        concurrency=settings.worker_concurrency,
+        update_heartbeat_interval=heartbeat,
+        stalled_worker_timeout=settings.job_stalled_seconds,
+        **worker,
+    )
+
+
+def apply_schema_sql() -> str:
+    """procrastinate's own schema, applied by our migrations on PostgreSQL."""
+    return procrastinate.schema.SchemaManager.get_schema()

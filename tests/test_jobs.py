@@ -76,8 +76,8 @@ def _schools(
         brin = f"{40 + i:02d}JB"
         school = make_school(
             client,
-            client.app.state.sessionmaker,
-            brin=brin,  # type: ignore[attr-defined]
+            client.app.state.sessionmaker,  # type: ignore[attr-defined]
+            brin=brin,
             daily_sync_time="00:00:00",
         )
         snap = school_snapshot(students=3)
@@ -135,7 +135,8 @@ def _scheduled_runs(url: str) -> list[tuple[str, str]]:
                 (str(r[0]), r[1])
                 for r in conn.execute(
                     text(
-                        "SELECT school_id, status FROM sync_run WHERE origin = 'pull' AND actor = 'schedule'"
+                        "SELECT school_id, status FROM sync_run "
+                        "WHERE origin = 'pull' AND actor = 'schedule'"
                     )
                 )
             ]

@@ -46,7 +46,7 @@ bench: install
 soak: install
 	$(BIN)/python -m bench.soak
 
-demo: migrate
+demo: install
 	$(BIN)/esis-sync demo
 
 clean:

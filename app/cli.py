@@ -20,12 +20,24 @@ cli = typer.Typer(
 )
 
 
-def _settings() -> Settings:
+def _settings(*, needs_secret_key: bool = False) -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    from app.logging import configure_logging
+
+    configure_logging(settings.log_level.value)  # JSON logs, as the API's
+    if needs_secret_key and not settings.is_sqlite and settings.secret_key is None:
+        typer.echo(
+            "invalid settings:\n  ESIS_SYNC_SECRET_KEY: required on PostgreSQL (it encrypts "
+            "stored ESIS credentials and signing secrets); make one with "
+            "`esis-sync generate-secret-key`",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return settings
 
 
 @cli.command()
@@ -148,7 +160,7 @@ def worker(
     from app.db import make_engine
     from app.worker import run
 
-    settings = _settings()
+    settings = _settings(needs_secret_key=True)
     stop = threading.Event()
     typer.echo(
         f"worker: looking for due schools every {settings.scheduler_interval_seconds} s", err=True
@@ -289,6 +301,54 @@ def fake_esis(
             return
 
 
+@cli.command("revoke-key")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (any role, operator keys too).")],
+) -> None:
+    """Revoke an API key at once, by id."""
+    import uuid
+
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from app.auth.models import ApiKey
+    from app.db import make_engine, make_sessionmaker, utcnow
+
+    settings = _settings()
+    try:
+        wanted = uuid.UUID(key_id)
+    except ValueError:
+        typer.echo(f"not a key id: {key_id}", err=True)
+        raise typer.Exit(2) from None
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        done = session.execute(
+            update(ApiKey)
+            .where(col(ApiKey.id) == wanted, col(ApiKey.revoked_at).is_(None))
+            .values(revoked_at=utcnow())
+        ).rowcount  # type: ignore[attr-defined]
+    engine.dispose()
+    if not done:
+        typer.echo(f"no active key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"key {key_id} revoked")
+
+
+@cli.command("rotate-secrets")
+def rotate_secrets() -> None:
+    """Re-encrypt every stored secret with the first key of ESIS_SYNC_SECRET_KEY (after
+    putting a new key in front: NEW,OLD). Then the old key can be dropped."""
+    from app.crypto import rotate_all
+    from app.db import make_engine, make_sessionmaker
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        done = rotate_all(session=session, settings=settings)
+    engine.dispose()
+    typer.echo(f"re-encrypted {done} stored secret(s) with the first key")
+
+
 @cli.command("generate-secret-key")
 def generate_secret_key() -> None:
     """Print a new key for ESIS_SYNC_SECRET_KEY (to rotate: new,old)."""
@@ -326,7 +386,7 @@ def serve(
     from app.db import make_engine, make_sessionmaker
     from app.migrations import current_revision, head_revision
 
-    settings = _settings()
+    settings = _settings(needs_secret_key=True)
     engine = make_engine(settings.database_url)
     if current_revision(engine) != head_revision(settings.database_url):
         typer.echo(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -45,6 +46,29 @@ def _keys(settings: Settings) -> list[bytes]:
 
 def box(settings: Settings) -> MultiFernet:
     return MultiFernet([Fernet(key) for key in _keys(settings)])
+
+
+def rotate_all(*, session: Any, settings: Settings) -> int:
+    """Re-encrypt every stored secret with the first key (MultiFernet.rotate)."""
+    from sqlalchemy import select, update
+
+    from app.db import metadata
+
+    fernet = box(settings)
+    done = 0
+    for table, columns in (
+        ("esis_connection", ("identity_encrypted", "secret_encrypted")),
+        ("signing_secret", ("encrypted",)),
+    ):
+        t = metadata.tables[table]
+        for row in session.execute(select(t.c.id, *(t.c[c] for c in columns))).all():
+            try:
+                values = {c: fernet.rotate(row._mapping[c]) for c in columns}
+            except InvalidToken:
+                raise SecretUnreadable("a stored secret does not decrypt with any key") from None
+            session.execute(update(t).where(t.c.id == row.id).values(**values))
+            done += len(columns)
+    return done
 
 
 def encrypt(settings: Settings, plain: bytes) -> bytes:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
-from app.config import get_settings
+from app.config import Settings, get_settings
+from app.esis import signing
+from tests.factories import make_school
 from tests.merge_helpers import one, rows
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "edexml" / "guardians-2.1.xml"
@@ -68,3 +71,50 @@ def test_demo_runs_the_whole_coupling(tmp_path: Path) -> None:
     assert "activated (R2)" in result.output
     assert "drift (R5): guardian email: ours 'nieuw.adres@example.nl'" in result.output
     assert "curl -s" in result.output
+
+
+def test_secret_rotation_and_key_revocation(
+    database_url: str, db: sessionmaker[Session], client: TestClient
+) -> None:
+    old = Fernet.generate_key().decode()
+    new = Fernet.generate_key().decode()
+    runner = CliRunner()
+
+    def invoke(key: str, *args: str) -> Result:
+        get_settings.cache_clear()
+        return runner.invoke(
+            cli,
+            list(args),
+            env={"ESIS_SYNC_DATABASE_URL": database_url, "ESIS_SYNC_SECRET_KEY": key},
+        )
+
+    school = make_school(client, db)
+    with db.begin() as session:
+        signing.create(
+            session=session,
+            settings=Settings(database_url=database_url, secret_key=old, _env_file=None),
+            school_id=one(db, "school", key=school.key)["id"],
+            actor="test",
+        )
+    rotated = invoke(f"{new},{old}", "rotate-secrets")
+    assert rotated.exit_code == 0, rotated.output
+    assert "re-encrypted 1" in rotated.stdout
+    stored = one(db, "signing_secret")["encrypted"]
+    assert Fernet(new.encode()).decrypt(stored).startswith(b"whsec_")  # the old key can go
+    key_id = rows(db, "api_key")[0]["id"]
+    assert invoke(new, "revoke-key", str(key_id)).exit_code == 0
+    assert invoke(new, "revoke-key", str(key_id)).exit_code == 1
+    get_settings.cache_clear()
+
+
+def test_serve_and_worker_need_a_secret_key_on_postgresql() -> None:
+    get_settings.cache_clear()
+    env = {
+        "ESIS_SYNC_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "ESIS_SYNC_SECRET_KEY": "",
+    }
+    for command in ("serve", "worker"):
+        result = CliRunner().invoke(cli, [command], env={**env})
+        assert result.exit_code == 2
+        assert "ESIS_SYNC_SECRET_KEY" in result.output
+    get_settings.cache_clear()

@@ -177,6 +177,7 @@ def pull(
         conn = _uwlr_connection(settings, get_connection(session=session, school_id=school_id))
         brin, branch = school.brin, school.branch
     today = dt.datetime.now(settings.tz).date()
+    started = utcnow()
     try:
         answer = options.fetcher(
             conn=conn, brin=brin, branch=branch, attempts=options.attempts, backoff=options.backoff
@@ -186,7 +187,13 @@ def pull(
             "pull failed",
             extra={"school_id": str(school_id), "kind": exc.kind, "attempts": exc.attempts},
         )
-        run = SyncRun(school_id=school_id, kind=RunKind.MERGE.value, origin="pull", actor=actor)
+        run = SyncRun(
+            school_id=school_id,
+            kind=RunKind.MERGE.value,
+            origin="pull",
+            actor=actor,
+            started_at=started,
+        )
         error = EsisUnavailable(
             f"{exc} (nothing was changed)",
             kind=exc.kind,

@@ -163,7 +163,11 @@ def _check_rate(session: Session, school_id: uuid.UUID, per_minute: int) -> None
     recent = list(
         session.scalars(
             select(Snapshot.received_at)
-            .where(Snapshot.school_id == school_id, col(Snapshot.received_at) > window)
+            .where(
+                Snapshot.school_id == school_id,
+                Snapshot.origin == "push",  # pulls are ours, not the push client's
+                col(Snapshot.received_at) > window,
+            )
             .order_by(col(Snapshot.received_at))
         )
     )

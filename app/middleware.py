@@ -90,27 +90,15 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "/problems/payload-too-large",
-                "title": "Request body too large",
-                "status": 413,
-                "detail": f"the body exceeds the limit of {self.max_bytes} bytes",
-                "max_bytes": self.max_bytes,
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_problem(
+            send,
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"the body exceeds the limit of {self.max_bytes} bytes",
+            close=True,
+            max_bytes=self.max_bytes,
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 _NUL_ESCAPES = (b"\\u0000", b"\\U0000")
@@ -170,21 +158,38 @@ class _Nul(HTTPException):
 
 
 async def _reject_nul(send: Send) -> None:
+    await send_problem(
+        send,
+        422,
+        "validation",
+        "Request is not valid",
+        "text may not contain NUL characters (\\u0000)",
+    )
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    close: bool = False,
+    **extra: object,
+) -> None:
+    """An RFC 9457 problem from the middleware, before the app (and its handlers) ran."""
     body = json.dumps(
-        {
-            "type": "/problems/validation",
-            "title": "Request is not valid",
-            "status": 422,
-            "detail": "text may not contain NUL characters (\\u0000)",
-        }
+        {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
     ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 422,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
+                # The unread rest of a refused body must not be taken for the next request.
+                *([(b"connection", b"close")] if close else []),
             ],
         }
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -104,3 +106,30 @@ def delete_locally(db: sessionmaker[Session], name: str, record_id: uuid.UUID) -
 def counts(run: dict[str, Any], entity: str) -> dict[str, int]:
     result: dict[str, int] = run["counts"].get(entity, {})
     return result
+
+
+@contextlib.contextmanager
+def failing_insert(db: sessionmaker[Session], backend: str, *, key: str) -> Iterator[None]:
+    """A database trigger fails the insert of the student with `key`: a constraint error
+    injected half-way into a merge, without touching the service's code."""
+    create = {
+        "sqlite": [
+            "CREATE TRIGGER boom BEFORE INSERT ON student "
+            f"WHEN NEW.esis_key = '{key}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        ],
+        "postgresql": [
+            "CREATE OR REPLACE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER boom BEFORE INSERT ON student FOR EACH ROW "
+            f"WHEN (NEW.esis_key = '{key}') EXECUTE FUNCTION boom()",
+        ],
+    }[backend]
+    drop = "DROP TRIGGER IF EXISTS boom" + (" ON student" if backend == "postgresql" else "")
+    with db.begin() as session:
+        for statement in create:
+            session.connection().exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        with db.begin() as session:
+            session.connection().exec_driver_sql(drop)

@@ -16,6 +16,7 @@ from tests.merge_helpers import (
     counts,
     delete_locally,
     edit_locally,
+    failing_insert,
     one,
     push,
     rows,
@@ -560,19 +561,8 @@ def test_decision_a_failing_snapshot_changes_nothing_and_is_recorded(
         }
     )
     find(later, "guardians", "V0001")["phone"] = "+31699999999"
-    with db.begin() as session:
-        session.connection().exec_driver_sql(_TRIGGER[backend][0])
-        for statement in _TRIGGER[backend][1:]:
-            session.connection().exec_driver_sql(statement)
-    try:
+    with failing_insert(db, backend, key="BOOM"):
         response = push(client, school, later)
-    finally:
-        with db.begin() as session:
-            session.connection().exec_driver_sql(
-                "DROP TRIGGER IF EXISTS boom ON student"
-                if backend == "postgresql"
-                else "DROP TRIGGER IF EXISTS boom"
-            )
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     after = {name: rows(db, name) for name in ("student", "school_group", "guardian", "event")}
@@ -583,20 +573,6 @@ def test_decision_a_failing_snapshot_changes_nothing_and_is_recorded(
     assert "nothing was changed" in failed["error"]["detail"]
     # The cause gone, the same body is applied when sent again.
     assert push(client, school, later, fresh=False).json()["status"] == "applied"
-
-
-_TRIGGER = {
-    "sqlite": [
-        "CREATE TRIGGER boom BEFORE INSERT ON student WHEN NEW.esis_key = 'BOOM' "
-        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    ],
-    "postgresql": [
-        "CREATE OR REPLACE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
-        "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER boom BEFORE INSERT ON student FOR EACH ROW "
-        "WHEN (NEW.esis_key = 'BOOM') EXECUTE FUNCTION boom()",
-    ],
-}
 
 
 def test_decision_an_earlier_school_year_is_refused_and_a_later_one_held(
@@ -631,20 +607,10 @@ def test_r2_a_failing_activation_changes_nothing_and_is_recorded(
         }
     )
     push(client, school, snap)
-    with db.begin() as session:
-        for statement in _TRIGGER[backend]:
-            session.connection().exec_driver_sql(statement)
-    try:
+    with failing_insert(db, backend, key="BOOM"):
         response = client.post(
             f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin)
         )
-    finally:
-        with db.begin() as session:
-            session.connection().exec_driver_sql(
-                "DROP TRIGGER IF EXISTS boom ON student"
-                if backend == "postgresql"
-                else "DROP TRIGGER IF EXISTS boom"
-            )
     assert response.status_code == 500
     assert rows(db, "student") == []
     assert rows(db, "school_group") == []

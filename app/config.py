@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         "day (R3); also the default daily sync time of a new school.",
     )
     max_upload_bytes: Annotated[int, Field(ge=1024)] = Field(
-        default=64 * 1024 * 1024,
+        default=128 * 1024 * 1024,
         description="Largest request body accepted, in bytes; larger requests get 413.",
     )
     max_snapshot_records: Annotated[int, Field(ge=1)] = Field(

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "schools", "description": "Schools, their policy and API keys."},
             {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
             {"name": "sync", "description": "Sync runs (R3) and drift (R5)."},
-            {"name": "edexml", "description": "EDEXml files: import before activation."},
+            {"name": "edexml", "description": "EDEXml files: import before activation, export."},
             {
                 "name": "roster",
                 "description": "Groups, students, guardians, staff, class "

@@ -201,3 +201,36 @@ def test_cli_imports_a_file(tmp_path: Path) -> None:
     assert "imported" in done.stdout
     wrong = cli("import-edexml", "99ZZ00", str(FIXTURE))
     assert wrong.returncode == 1
+
+
+def test_export_route_round_trips_the_school(client: TestClient, db: sessionmaker[Session]) -> None:
+    school = make_school(client, db)
+    assert _import(client, school, FIXTURE.read_bytes()).status_code == 201
+    exported = client.get(
+        f"/api/v1/schools/{school.key}/exports/edexml", headers=auth(school.admin)
+    )
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"].startswith("application/xml")
+    from app.esis.edexml import read_edexml
+
+    again = read_edexml(exported.content).snapshot
+    assert {s.key for s in again.students} == {s["esis_key"] for s in rows(db, "student")}
+    reader = client.get(f"/api/v1/schools/{school.key}/exports/edexml", headers=auth(school.reader))
+    assert reader.status_code == 403  # personal data of the whole school: admins only
+
+
+def test_a_claimed_2_gb_body_is_refused_before_it_is_read(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    school = make_school(client, db)
+    response = client.post(
+        f"/api/v1/schools/{school.key}/imports/edexml",
+        content=b"<EDEX/>",
+        headers={
+            **auth(school.admin),
+            "content-type": "application/xml",
+            "content-length": str(2 * 1024**3),
+        },
+    )
+    assert response.status_code == 413
+    assert rows(db, "snapshot") == []

@@ -4,12 +4,18 @@ The XML shape and the guardian block (`toevoegingen/blok xsi:type="VerzorgersGeg
 are described in `docs/esis-protocol.md`. Messages (errors and warnings) name elements, keys
 and line numbers, and may quote a bad date or code; they never quote names, e-mail addresses
 or national ids, which are not even read.
+
+The document is parsed safely and validated against the shipped XSDs by
+`app.esis.edexml_validate.validate_edexml`, which streams: this reader is its visitor and maps
+each record once it is valid, before it is dropped from memory. A document with any problem
+is refused as a whole, with every problem found (up to 50).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,7 +24,7 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from app.errors import Unprocessable
+from app.esis.edexml_validate import Problem, unprocessable, validate_edexml
 from app.esis.schemas import (
     EsisSnapshot,
     Gender,
@@ -36,8 +42,12 @@ __all__ = ["EdexmlRead", "read_edexml"]
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 GUARDIAN_BLOCK = "VerzorgersGegevensType"
-MAX_ERRORS = 50
 GROUP_TAGS = ("groep", "samengestelde_groep")
+# Shared by every GuardianOf (see _Compactor); the models are frozen.
+LINK_FIELDS = {"student", "relation"}
+# Warnings of one kind listed one by one; more are counted in one summary warning, so that a
+# board export with thousands of left students does not make a report of thousands of lines.
+MAX_WARNINGS_PER_KIND = 20
 
 GENDERS = {"0": Gender.UNKNOWN, "1": Gender.MALE, "2": Gender.FEMALE, "9": Gender.UNSPECIFIED}
 RELATIONS = {
@@ -78,8 +88,6 @@ FIELD_ELEMENTS = {
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:Z|[+-]\d{2}:\d{2})?$")
 _DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
-_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_:]")
-_SYNTAX_POSITION = re.compile(r"(, line \d+, column \d+|\s*Bytes:.*)$")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -95,18 +103,7 @@ class _Invalid(Exception):
 
     def __init__(self, line: int | None, where: str, message: str) -> None:
         super().__init__(message)
-        self.problem = {"field": f"line {line}, {where}" if line else where, "message": message}
-
-
-def _unprocessable(problems: list[dict[str, str]]) -> Unprocessable:
-    detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-    if len(problems) > 5:
-        detail += f" (and {len(problems) - 5} more)"
-    return Unprocessable(detail, errors=problems)
-
-
-def _fail(line: int | None, where: str, message: str) -> Unprocessable:
-    return _unprocessable([_Invalid(line, where, message).problem])
+        self.problem = Problem(line, where, message)
 
 
 def _line(el: etree._Element) -> int | None:
@@ -118,15 +115,62 @@ def _text(el: etree._Element | None) -> str | None:
     """The element's stripped text; whitespace-only or missing counts as absent."""
     if el is None:
         return None
-    value = "".join(t for t in el.itertext() if isinstance(t, str)).strip()
-    return value or None
+    if len(el) == 0:  # a leaf, as every simple-typed element of a valid document is
+        value = el.text or ""
+    else:
+        value = "".join(t for t in el.itertext() if isinstance(t, str))
+    return value.strip() or None
+
+
+class _Compactor:
+    """Makes the models of one read smaller: a board export holds ~250,000 of them.
+
+    After a model is validated it is rebuilt with `model_construct` from its own validated
+    values (so nothing changes but object identity), sharing equal values of fields that
+    repeat (names, group keys, birth dates) and one `__pydantic_fields_set__` per set of
+    given fields (pydantic keeps a new set in every instance otherwise; the models are
+    frozen, so the shared sets never change). The table of shared values is bounded: the
+    common values come early, and unique ones would only fill it.
+    """
+
+    SHARED = frozenset(
+        {"last_name", "name_prefix", "initials", "given_name", "birth_date", "group", "name"}
+    )
+    MAX_SHARED = 20_000
+
+    def __init__(self) -> None:
+        self.values: dict[Any, Any] = {}
+        self.fields: dict[frozenset[str], set[str]] = {}
+
+    def share(self, value: Any) -> Any:
+        known = self.values.get(value)
+        if known is not None:
+            return known
+        if len(self.values) < self.MAX_SHARED:
+            self.values[value] = value
+        return value
+
+    def __call__(self, model: M) -> M:
+        values = dict(model.__dict__)
+        for name in self.SHARED.intersection(values):
+            if values[name] is not None:
+                values[name] = self.share(values[name])
+        if groups := values.get("composite_groups"):
+            values["composite_groups"] = [self.share(g) for g in groups]
+        given = model.__pydantic_fields_set__
+        shared = self.fields.setdefault(frozenset(given), set(given))
+        return type(model).model_construct(_fields_set=shared, **values)
 
 
 class _Node:
     """Collects one model's values from one element, remembering where each came from."""
 
     def __init__(self, el: etree._Element, where: str) -> None:
-        self.el = el
+        # The first child of each name: what `find(tag)` gives, for a lookup per field.
+        self.children: dict[str, etree._Element] = {}
+        for child in el:
+            self.children.setdefault(str(child.tag), child)
+        self.line = _line(el)
         self.where = where
         self.values: dict[str, Any] = {}
         self.sources: dict[str, tuple[str, int | None]] = {}
@@ -144,7 +188,7 @@ class _Node:
         return value
 
     def _lookup(self, tag: str, convert: Callable[[str], Any] | None) -> tuple[Any, int | None]:
-        child = self.el.find(tag)
+        child = self.children.get(tag)
         text = _text(child)
         if text is None or child is None:
             return None, None
@@ -153,21 +197,22 @@ class _Node:
         except ValueError as exc:
             raise _Invalid(_line(child), self.where, f"{tag} {exc}") from None
 
-    def build(self, model: type[M]) -> M:
+    def build(self, model: type[M], compact: _Compactor | None = None) -> M:
         try:
-            return model.model_validate(self.values)
+            built = model.model_validate(self.values)
         except ValidationError as exc:
             raise _ValidationProblems(self, exc) from None
+        return built if compact is None else compact(built)
 
 
 class _ValidationProblems(Exception):
     def __init__(self, node: _Node, exc: ValidationError) -> None:
         super().__init__("invalid values")
-        self.problems: list[dict[str, str]] = []
+        self.problems: list[Problem] = []
         # include_input=False: the offending value may be a name or an e-mail address.
         for err in exc.errors(include_url=False, include_input=False):
             name = str(err["loc"][0]) if err["loc"] else ""
-            tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), _line(node.el)))
+            tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), node.line))
             self.problems.append(_Invalid(line, node.where, f"{tag}: {err['msg']}").problem)
 
 
@@ -224,135 +269,188 @@ def _key(el: etree._Element, where: str) -> str:
     return key
 
 
+def _same_values(model: SnapshotGuardian, values: dict[str, Any]) -> bool:
+    """Whether a later occurrence of a guardian says what its first one (`model`) said."""
+    given = {name: value for name, value in model.__dict__.items() if value is not None}
+    given.pop("students", None)
+    return given == values
+
+
 @dataclass
-class _Guardian:
-    node: _Node  # the first occurrence: its values win
-    links: list[GuardianOf] = field(default_factory=list)
+class _Warnings:
+    """Warnings in document order; at most MAX_WARNINGS_PER_KIND of each kind."""
+
+    items: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    summaries: dict[str, str] = field(default_factory=dict)
+
+    def add(self, kind: str, text: str, summary: str) -> None:
+        """`summary` is formatted with `n`, the number of warnings left out."""
+        self.counts[kind] += 1
+        if self.counts[kind] <= MAX_WARNINGS_PER_KIND:
+            self.items.append(text)
+        else:
+            self.summaries.setdefault(kind, summary)
+
+    def all(self) -> list[str]:
+        extra = [
+            summary.format(n=self.counts[kind] - MAX_WARNINGS_PER_KIND)
+            for kind, summary in self.summaries.items()
+        ]
+        return self.items + extra
 
 
 class _Reader:
-    def __init__(self, root: etree._Element, today: dt.date) -> None:
-        self.root = root
+    """The visitor of `validate_edexml`: maps each valid record onto the snapshot's models."""
+
+    def __init__(self, today: dt.date) -> None:
         self.today = today
-        self.warnings: list[str] = []
-        self.problems: list[dict[str, str]] = []
-        self.guardians: dict[str, _Guardian] = {}
+        self.warnings = _Warnings()
+        # Each guardian is built and validated at its first occurrence, whose values win; the
+        # links of later occurrences are appended to its `students` list while the document is
+        # read (the model is frozen to its users, who only get it afterwards).
+        self.guardians: dict[str, SnapshotGuardian] = {}
+        self.bad_guardians: set[str] = set()  # refused at their first occurrence
+        self.compact = _Compactor()
+        self.school_model: SnapshotSchool | None = None
+        self.groups: list[SnapshotGroup] = []
+        self.students: list[SnapshotStudent] = []
+        self.staff: list[SnapshotStaff] = []
+        self.guardian_models: list[SnapshotGuardian] = []
 
-    def collect(self, exc: Exception) -> None:
-        if isinstance(exc, _Invalid):
-            self.problems.append(exc.problem)
-        elif isinstance(exc, _ValidationProblems):
-            self.problems.extend(exc.problems)
-        else:  # pragma: no cover - only the two above are raised on purpose
-            raise exc
-        if len(self.problems) >= MAX_ERRORS:
-            raise _unprocessable(self.problems)
+    # EdexmlVisitor
 
-    def unique(self, seen: dict[str, int | None], key: str, el: etree._Element, where: str) -> None:
-        if key in seen:
-            raise _Invalid(_line(el), where, f"duplicate key (first at line {seen[key]})")
-        seen[key] = _line(el)
+    def item(self, kind: str, element: etree._Element, where: str) -> list[Problem]:
+        try:
+            if kind == "school":
+                self.school(element)
+            elif kind in GROUP_TAGS:
+                self.group(element)
+            elif kind == "leerling":
+                self.student(element)
+            elif kind == "leerkracht":
+                self.staff_member(element)
+        except _Invalid as exc:
+            return [exc.problem]
+        except _ValidationProblems as exc:
+            return exc.problems
+        return []
+
+    def end(self) -> list[Problem]:
+        self.guardian_models = list(self.guardians.values())
+        self.guardians.clear()
+        return []
+
+    def snapshot(self) -> EsisSnapshot:
+        if self.school_model is None:  # pragma: no cover - the schema requires a school
+            raise unprocessable([Problem(None, "EDEX", "school is missing")])
+        return EsisSnapshot(
+            school=self.school_model,
+            groups=self.groups,
+            students=self.students,
+            guardians=self.guardian_models,
+            staff=self.staff,
+        )
+
+    # records
 
     def blocks(
         self, el: etree._Element, where: str, *, guardians: bool = False
     ) -> list[etree._Element]:
-        """The guardian blocks under `el/toevoegingen`; other blocks are skipped with a warning."""
+        """The guardian blocks under `el/toevoegingen`; other blocks are skipped with a warning.
+
+        Blocks of types the schemas do not know were removed (and reported) by the validator.
+        """
         found: list[etree._Element] = []
         for blok in el.findall("toevoegingen/blok"):
             kind = (blok.get(XSI_TYPE) or "").strip().rpartition(":")[2][:64]
             if guardians and kind == GUARDIAN_BLOCK:
                 found.append(blok)
             else:
-                self.warnings.append(f"toevoegingen blok of type '{kind}' skipped ({where})")
+                self.warnings.add(
+                    f"blok {kind}",
+                    f"toevoegingen blok of type '{kind}' skipped ({where})",
+                    f"toevoegingen blok of type '{kind}' skipped in {{n}} more elements",
+                )
         return found
 
     def names(self, node: _Node, *, initials: str = "voorletters-1") -> None:
         if node.put("last_name", "achternaam") is None and node.value("roepnaam") is not None:
             # EDEXml allows a roepnaam alone; the model needs a last name.
             node.put("last_name", "roepnaam")
-            self.warnings.append(f"{node.where} has no achternaam; its roepnaam is the last name")
+            self.warnings.add(
+                "roepnaam",
+                f"{node.where} has no achternaam; its roepnaam is the last name",
+                "{n} more records have no achternaam; their roepnaam is the last name",
+            )
         node.put("name_prefix", "voorvoegsel")
         node.put("initials", initials)
         node.put("given_name", "roepnaam")
         node.put("email", "emailadres")
 
-    def school(self) -> SnapshotSchool:
-        el = self.root.find("school")
-        if el is None:
-            raise _fail(_line(self.root), "EDEX", "school is missing")
+    def school(self, el: etree._Element) -> None:
         node = _Node(el, "school")
         if node.put("brin", "brincode") is None and el.find("instellingsnummer") is not None:
-            raise _fail(
-                _line(el),
-                "school",
-                "brincode is missing (instellingsnummer, the "
-                "Flemish school number, is not supported)",
+            raise unprocessable(
+                [
+                    Problem(
+                        _line(el),
+                        "school",
+                        "brincode is missing (instellingsnummer, the "
+                        "Flemish school number, is not supported)",
+                    )
+                ]
             )
         node.put("branch", "dependancecode")
         node.put("school_year", "schooljaar")
         node.put("generated_at", "aanmaakdatum", _datetime)
         self.blocks(el, "school")
         try:
-            return node.build(SnapshotSchool)
+            self.school_model = node.build(SnapshotSchool)
         except _ValidationProblems as exc:
-            raise _unprocessable(exc.problems) from None
+            raise unprocessable(exc.problems) from None
 
-    def groups(self) -> list[SnapshotGroup]:
-        out: list[SnapshotGroup] = []
-        seen: dict[str, int | None] = {}
-        for el in self.root.iterfind("groepen/*"):
-            if el.tag not in GROUP_TAGS:
-                continue
-            try:
-                key = _key(el, el.tag)
-                node = _Node(el, f"{el.tag} key={key}")
-                self.unique(seen, key, el, node.where)
-                node.values.update(key=key, is_composite=el.tag == "samengestelde_groep")
-                node.put("name", "naam")
-                node.put("description", "omschrijving")
-                if el.tag == "groep":
-                    node.put("year_level", "jaargroep", _year_level)
-                self.blocks(el, node.where)
-                out.append(node.build(SnapshotGroup))
-            except (_Invalid, _ValidationProblems) as exc:
-                self.collect(exc)
-        return out
+    def group(self, el: etree._Element) -> None:
+        key = _key(el, el.tag)
+        node = _Node(el, f"{el.tag} key={key}")
+        node.values.update(key=key, is_composite=el.tag == "samengestelde_groep")
+        node.put("name", "naam")
+        node.put("description", "omschrijving")
+        if el.tag == "groep":
+            node.put("year_level", "jaargroep", _year_level)
+        self.blocks(el, node.where)
+        self.groups.append(node.build(SnapshotGroup, self.compact))
 
-    def students(self) -> list[SnapshotStudent]:
-        leerlingen = self.root.find("leerlingen")
-        if leerlingen is None:  # required by the XSD; never read as "all students left"
-            raise _fail(_line(self.root), "EDEX", "leerlingen is missing")
-        out: list[SnapshotStudent] = []
-        seen: dict[str, int | None] = {}
-        for el in leerlingen.iterfind("leerling"):
-            try:
-                key = _key(el, "leerling")
-                node = _Node(el, f"leerling key={key}")
-                self.unique(seen, key, el, node.where)
-                left = node.value("uitstroomdatum", _date)
-                if left is not None and left <= self.today:
-                    self.warnings.append(f"{node.where} has left (uitstroomdatum); not included")
-                    continue
-                node.values["key"] = key
-                self.names(node)
-                node.put("first_names", "voornamen")
-                node.put("birth_date", "geboortedatum", _date)
-                node.put("gender", "geslacht", _gender)
-                node.put("year_level", "jaargroep", _year_level)
-                if (group := el.find("groep")) is not None:
-                    node.values["group"] = _key(group, node.where)
-                node.values["composite_groups"] = [
-                    _key(ref, node.where)
-                    for ref in el.iterfind("samengestelde_groepen/samengestelde_groep")
-                ]
-                for blok in self.blocks(el, node.where, guardians=True):
-                    self.guardian_block(blok, key, node.where)
-                out.append(node.build(SnapshotStudent))
-            except (_Invalid, _ValidationProblems) as exc:
-                self.collect(exc)
-        return out
+    def student(self, el: etree._Element) -> None:
+        key = _key(el, "leerling")
+        node = _Node(el, f"leerling key={key}")
+        left = node.value("uitstroomdatum", _date)
+        if left is not None and left <= self.today:
+            self.warnings.add(
+                "left",
+                f"{node.where} has left (uitstroomdatum); not included",
+                "{n} more students have left (uitstroomdatum); not included",
+            )
+            return
+        node.values["key"] = key
+        self.names(node)
+        node.put("first_names", "voornamen")
+        node.put("birth_date", "geboortedatum", _date)
+        node.put("gender", "geslacht", _gender)
+        node.put("year_level", "jaargroep", _year_level)
+        if (group := el.find("groep")) is not None:
+            node.values["group"] = _key(group, node.where)
+        node.values["composite_groups"] = [
+            _key(ref, node.where)
+            for ref in el.iterfind("samengestelde_groepen/samengestelde_groep")
+        ]
+        student = node.build(SnapshotStudent, self.compact)
+        for blok in self.blocks(el, node.where, guardians=True):
+            self.guardian_block(blok, student.key, node.where)
+        self.students.append(student)
 
     def guardian_block(self, blok: etree._Element, student: str, student_where: str) -> None:
+        """`student` is the key of the student model, shared by its links."""
         for el in blok.iterfind("verzorger"):
             key = _key(el, f"verzorger in {student_where}")
             node = _Node(el, f"verzorger key={key}")
@@ -360,92 +458,57 @@ class _Reader:
             node.values["key"] = key
             self.names(node, initials="voorletters")
             node.put("phone", "telefoonnummer")
-            known = self.guardians.setdefault(key, _Guardian(node))
-            if any(link.student == student for link in known.links):
+            # Both values are valid already (the student's key, a Relation or None).
+            link = GuardianOf.model_construct(
+                _fields_set=LINK_FIELDS, student=student, relation=relation
+            )
+            known = self.guardians.get(key)
+            if known is None:
+                if key in self.bad_guardians:
+                    continue
+                node.values["students"] = [link]
+                try:
+                    model = node.build(SnapshotGuardian, self.compact)
+                except _ValidationProblems:
+                    self.bad_guardians.add(key)
+                    raise
+                self.guardians[model.key] = model  # the model's key: one string less
                 continue
-            known.links.append(GuardianOf(student=student, relation=relation))
-            if known.node is not node and known.node.values != node.values:
-                self.warnings.append(
+            if any(known_link.student == student for known_link in known.students):
+                continue
+            known.students.append(link)
+            if not _same_values(known, node.values):
+                self.warnings.add(
+                    "guardian",
                     f"verzorger key={key} in {student_where} differs from its first "
-                    "occurrence; the first is kept"
+                    "occurrence; the first is kept",
+                    "{n} more verzorgers differ from their first occurrence; the first is kept",
                 )
 
-    def staff(self) -> list[SnapshotStaff]:
-        out: list[SnapshotStaff] = []
-        seen: dict[str, int | None] = {}
-        for el in self.root.iterfind("leerkrachten/leerkracht"):
-            try:
-                key = _key(el, "leerkracht")
-                node = _Node(el, f"leerkracht key={key}")
-                self.unique(seen, key, el, node.where)
-                node.values.update(key=key, active=True)
-                self.names(node)
-                # EDEXml 2.1 also puts roles on a group assignment; the model has one list.
-                roles = [_text(rol) for rol in el.iterfind("rol")]
-                refs = [ref for ref in el.iterfind("groepen/*") if ref.tag in GROUP_TAGS]
-                roles += [_text(rol) for ref in refs for rol in ref.iterfind("rol")]
-                node.values["roles"] = list(dict.fromkeys(r for r in roles if r))
-                node.values["groups"] = list(dict.fromkeys(_key(ref, node.where) for ref in refs))
-                self.blocks(el, node.where)
-                out.append(node.build(SnapshotStaff))
-            except (_Invalid, _ValidationProblems) as exc:
-                self.collect(exc)
-        return out
-
-    def guardian_models(self) -> list[SnapshotGuardian]:
-        out: list[SnapshotGuardian] = []
-        for guardian in self.guardians.values():
-            guardian.node.values["students"] = guardian.links
-            try:
-                out.append(guardian.node.build(SnapshotGuardian))
-            except _ValidationProblems as exc:
-                self.collect(exc)
-        return out
-
-
-def _parse(body: bytes) -> etree._Element:
-    # A DOCTYPE can only come before the root element; the scan refuses it before lxml reads
-    # any entity declaration in it.
-    first = _FIRST_ELEMENT.search(body)
-    doctype = body.find(b"<!DOCTYPE", 0, first.start() if first else len(body))
-    if doctype >= 0:
-        raise _fail(body.count(b"\n", 0, doctype) + 1, "document", "DOCTYPE is not allowed")
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-    try:
-        root = etree.fromstring(body, parser)
-    except etree.XMLSyntaxError as exc:
-        message = _SYNTAX_POSITION.sub("", exc.msg or "syntax error")
-        raise _fail(exc.lineno, "document", f"malformed XML: {message}") from None
-    # The byte scan cannot read e.g. a UTF-16 document; lxml's own view settles it.
-    if getattr(root.getroottree().docinfo, "doctype", ""):
-        raise _fail(1, "document", "DOCTYPE is not allowed")
-    if root.tag != "EDEX":
-        raise _fail(_line(root), "document", f"root element is not EDEX: '{root.tag}'"[:120])
-    return root
+    def staff_member(self, el: etree._Element) -> None:
+        key = _key(el, "leerkracht")
+        node = _Node(el, f"leerkracht key={key}")
+        node.values.update(key=key, active=True)
+        self.names(node)
+        # EDEXml 2.1 also puts roles on a group assignment; the model has one list. A free
+        # text role (rolomschrijving) is a role too.
+        role_tags = ("rol", "rolomschrijving")
+        roles = [_text(rol) for rol in el if rol.tag in role_tags]
+        refs = [ref for ref in el.iterfind("groepen/*") if ref.tag in GROUP_TAGS]
+        roles += [_text(rol) for ref in refs for rol in ref if rol.tag in role_tags]
+        node.values["roles"] = list(dict.fromkeys(r for r in roles if r))
+        node.values["groups"] = list(dict.fromkeys(_key(ref, node.where) for ref in refs))
+        self.blocks(el, node.where)
+        self.staff.append(node.build(SnapshotStaff, self.compact))
 
 
 def read_edexml(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
     """Maps an EDEXml document onto a snapshot; raises Unprocessable on a bad document.
 
-    `today` (default: today in the Netherlands) decides whether an `uitstroomdatum` is past.
+    The document is validated first (`validate_edexml`, streaming): each record is mapped
+    once it is valid. `today` (default: today in the Netherlands) decides whether an
+    `uitstroomdatum` is past.
     """
-    root = _parse(body)
-    reader = _Reader(root, today or dt.datetime.now(AMSTERDAM).date())
-    school = reader.school()
-    groups = reader.groups()
-    students = reader.students()
-    staff = reader.staff()
-    guardians = reader.guardian_models()
-    if reader.problems:
-        raise _unprocessable(reader.problems)
-    snapshot = EsisSnapshot(
-        school=school, groups=groups, students=students, guardians=guardians, staff=staff
-    )
-    return EdexmlRead(snapshot=snapshot, warnings=reader.warnings)
+    reader = _Reader(today or dt.datetime.now(AMSTERDAM).date())
+    warnings = validate_edexml(body, visitor=reader)
+    return EdexmlRead(snapshot=reader.snapshot(), warnings=warnings + reader.warnings.all())

@@ -22,7 +22,7 @@ from app.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from app.esis import pulls, signing
+from app.esis import edexml_export, pulls, signing
 from app.esis.models import EsisConnection
 from app.esis.parsing import XML_TYPES, media_type
 from app.esis.schemas_connection import CertificateInfo, ConnectionPublic, ConnectionPut
@@ -371,3 +371,28 @@ async def pull_now(request: Request, ctx: WriteSchool) -> SyncRunPublic:
         options=options,
     )
     return SyncRunPublic.model_validate(run)
+
+
+@edexml_router.get(
+    "/exports/edexml",
+    summary="Export the school as EDEXml 2.1",
+    description="The school's current live data (no deleted or purged records, active staff) "
+    "as EDEXml 2.1 with this project's guardian block, valid against the shipped XSDs, for "
+    "other software in Dutch schools. Records without an LAS key get stable generated keys. "
+    "409 when the school has no students (EDEXml needs at least one).",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/xml": {"schema": {"type": "string"}}},
+            "description": "An EDEXml 2.1 document",
+        },
+        **problem_responses(*AUTH, Conflict),
+    },
+)
+def export_edexml(ctx: WriteSchool, session: SessionDep) -> Response:
+    body = edexml_export.export_edexml(session=session, school_id=ctx.school.id)
+    return Response(
+        body,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{ctx.school.key}-edexml.xml"'},
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -38,6 +40,22 @@ def _settings(*, needs_secret_key: bool = False) -> Settings:
         )
         raise typer.Exit(2)
     return settings
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[None]:
+    """A spinner with the elapsed time on a terminal (stderr); silent for scripts."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        progress.add_task(what, total=None)
+        yield
 
 
 @cli.command()
@@ -127,13 +145,15 @@ def import_edexml(
         if found is None:
             typer.echo(f"no school {school}", err=True)
             raise typer.Exit(1)
-        run = run_import(
-            sessions=sessions,
-            school_id=found.id,
-            body=file.read(),
-            remove_missing=remove_missing,
-            actor="cli",
-        )
+        body = file.read()
+        with _progress(f"importing {len(body) / 1e6:.1f} MB of EDEXml"):
+            run = run_import(
+                sessions=sessions,
+                school_id=found.id,
+                body=body,
+                remove_missing=remove_missing,
+                actor="cli",
+            )
     except DomainError as exc:
         typer.echo(f"{exc.title}: {exc.detail}", err=True)
         raise typer.Exit(1) from None
@@ -199,13 +219,14 @@ def pull(
         if found is None:
             typer.echo(f"no school {school}", err=True)
             raise typer.Exit(1)
-        run = run_pull(
-            sessions=sessions,
-            settings=settings,
-            school_id=found.id,
-            actor="cli",
-            options=options(settings),
-        )
+        with _progress(f"pulling {school.upper()} from ESIS"):
+            run = run_pull(
+                sessions=sessions,
+                settings=settings,
+                school_id=found.id,
+                actor="cli",
+                options=options(settings),
+            )
     except DomainError as exc:
         typer.echo(f"{exc.title}: {exc.detail}", err=True)
         raise typer.Exit(1) from None

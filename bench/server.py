@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -85,6 +86,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_BENCH_SECRET_KEY = Fernet.generate_key().decode()
+
+
 def service_env(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -93,6 +97,8 @@ def service_env(database_url: str) -> dict[str, str]:
         ESIS_SYNC_BOOTSTRAP_OPERATOR_KEY="false",
         ESIS_SYNC_HOST=HOST,
     )
+    # serve and worker refuse PostgreSQL without a key for stored secrets.
+    env.setdefault("ESIS_SYNC_SECRET_KEY", _BENCH_SECRET_KEY)
     return env
 
 

@@ -673,8 +673,11 @@ def test_decision_a_snapshot_stored_but_not_applied_is_applied_on_restart(
     )
     assert not isinstance(stored, runs.Received)
     assert one(db, "sync_run", id=stored[1].id)["status"] == "received"
-    done = runs.recover_interrupted(sessions=db, today=dt.date(2026, 11, 28))
+    done = runs.recover_interrupted(sessions=db, today=dt.date(2026, 11, 28), grace=dt.timedelta(0))
     assert [r.id for r in done] == [stored[1].id]
     assert one(db, "sync_run", id=stored[1].id)["status"] == "applied"
     assert len(rows(db, "student", esis_key="S0100")) == 1
-    assert runs.recover_interrupted(sessions=db, today=dt.date(2026, 11, 28)) == []
+    assert (
+        runs.recover_interrupted(sessions=db, today=dt.date(2026, 11, 28), grace=dt.timedelta(0))
+        == []
+    )

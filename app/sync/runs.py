@@ -92,6 +92,8 @@ def receive_snapshot(
             today=today,
             max_records=limits.max_records,
         )
+        if run.status == RunStatus.FAILED.value and run.error and run.error["status"] < 500:
+            raise _replayed_problem(run.error)  # recovery failed it first: the same problem
     except Exception as exc:
         _fail(sessions=sessions, school_id=school_id, run_id=run.id, exc=exc)
         raise
@@ -336,9 +338,18 @@ def merge_into(
     return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
 
 
-def recover_interrupted(*, sessions: sessionmaker[Session], today: dt.date) -> list[SyncRun]:
+def recover_interrupted(
+    *,
+    sessions: sessionmaker[Session],
+    today: dt.date,
+    grace: dt.timedelta = dt.timedelta(seconds=2),
+) -> list[SyncRun]:
     """Apply (or report as failed) snapshots that were stored but never applied because the
-    process died between receiving and applying them. Run at start and by the worker."""
+    process died between receiving and applying them. Run at start and by the worker.
+
+    A run younger than `grace` may be between its two transactions in a live request; one
+    being merged holds the school's lock, so recovery waits and then finds it done."""
+    cutoff = utcnow() - grace
     with sessions() as session:
         pending = list(
             session.execute(
@@ -348,7 +359,7 @@ def recover_interrupted(*, sessions: sessionmaker[Session], today: dt.date) -> l
                     (col(Snapshot.school_id) == col(SyncRun.school_id))
                     & (col(Snapshot.id) == col(SyncRun.snapshot_id)),
                 )
-                .where(SyncRun.status == RunStatus.RECEIVED.value)
+                .where(SyncRun.status == RunStatus.RECEIVED.value, col(SyncRun.started_at) < cutoff)
                 .order_by(col(SyncRun.started_at))
             )
         )

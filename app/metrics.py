@@ -2,8 +2,8 @@
 
 Per process: HTTP requests and latency by route, and merge durations. From the database, so
 that every replica and worker reports the same: sync runs by outcome and origin, open drift,
-schools due for their daily pull, failed pulls of the last day, and the age of each school's
-last successful sync.
+failed pulls of the last day, the age of each school's last successful sync, and (PostgreSQL)
+the job queue by task and status.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -122,7 +122,20 @@ def _from_database(session: Session, now: dt.datetime) -> list[Any]:
         if last is not None:
             last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
             age.add_metric([key], (now - last).total_seconds())
-    return [runs, drift, failed, age]
+    jobs = GaugeMetricFamily(
+        "esis_sync_jobs",
+        "Jobs in the queue by task and status (PostgreSQL workers)",
+        labels=["task", "status"],
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        for task, status, n in session.execute(
+            text(
+                "SELECT task_name, status::text, count(*) FROM procrastinate_jobs "
+                "GROUP BY task_name, status"
+            )
+        ):
+            jobs.add_metric([task, status], n)
+    return [runs, drift, failed, age, jobs]
 
 
 router = APIRouter(tags=["health"])

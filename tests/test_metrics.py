@@ -50,5 +50,6 @@ def test_metrics_after_a_sync(client: TestClient, db: sessionmaker[Session]) -> 
         >= 1
     )
     assert _value(text, "esis_sync_merge_duration_seconds_count", kind="merge") >= 1
+    assert "# TYPE esis_sync_jobs gauge" in text
     assert "Anders" not in text
     assert not re.search(r"@example\.nl", text)

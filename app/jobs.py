@@ -15,6 +15,7 @@ On the embedded SQLite default the same functions run in-process (app/worker.py)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -86,9 +87,11 @@ def make_app(settings: Settings) -> procrastinate.App:
         now = dt.datetime.fromtimestamp(timestamp, dt.UTC)
         schools = await asyncio.to_thread(_due_and_claimed, now)
         for school in schools:
-            await pull_school.configure(
-                lock=f"school:{school}", queueing_lock=f"pull:{school}"
-            ).defer_async(school_id=str(school))
+            # Still queued from an earlier tick (a long queue): once is enough.
+            with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
+                await pull_school.configure(
+                    lock=f"school:{school}", queueing_lock=f"pull:{school}"
+                ).defer_async(school_id=str(school))
         if schools:
             log.info("daily pulls queued", extra={"pulls": len(schools)})
         return len(schools)

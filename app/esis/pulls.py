@@ -28,7 +28,7 @@ from app.errors import DomainError, NotFound, Unprocessable
 from app.esis import uwlr
 from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.models import EsisConnection
-from app.esis.parsing import UWLR_TYPE
+from app.esis.parsing import UWLR_TYPE, Parsed
 from app.esis.schemas_connection import ConnectionPut
 from app.events.service import Change, emit
 from app.schools.models import CouplingState, School
@@ -212,6 +212,7 @@ def pull(
         actor=actor,
         today=today,
         limits=options.limits,
+        parsed=Parsed(answer.read.snapshot, list(answer.read.warnings)),  # read once, not twice
     )
     return received.run
 

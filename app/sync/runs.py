@@ -64,8 +64,11 @@ def receive_snapshot(
     actor: str,
     today: dt.date,
     limits: PushLimits | None = None,
+    parsed: Parsed | None = None,
 ) -> Received:
-    """Store, validate and apply one pushed or pulled snapshot (R3: both take this path)."""
+    """Store, validate and apply one pushed or pulled snapshot (R3: both take this path).
+
+    `parsed`: the body already read (a pull parses the answer to check it), not read again."""
     limits = limits or PushLimits()
     digest = hashlib.sha256(body).hexdigest()
     stored = _store(
@@ -83,7 +86,7 @@ def receive_snapshot(
         return stored
     _snapshot, run = stored
     try:
-        parsed = parse_snapshot(body, content_type)
+        parsed = parsed or parse_snapshot(body, content_type)
         run = _apply(
             sessions=sessions,
             school_id=school_id,

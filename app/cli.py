@@ -42,6 +42,18 @@ def _settings(*, needs_secret_key: bool = False) -> Settings:
     return settings
 
 
+def _school(sessions: Any, key: str) -> Any:
+    """The school with this key, or exit 1 saying there is none."""
+    from app.schools.repository import get_by_key
+
+    with sessions() as session:
+        found = get_by_key(session=session, key=key.upper())
+    if found is None:
+        typer.echo(f"no school {key}", err=True)
+        raise typer.Exit(1)
+    return found
+
+
 @contextlib.contextmanager
 def _progress(what: str) -> Iterator[None]:
     """A spinner with the elapsed time on a terminal (stderr); silent for scripts."""
@@ -133,18 +145,13 @@ def import_edexml(
     """Import an EDEXml file before activation (same rules as POST .../imports/edexml)."""
     from app.db import make_engine, make_sessionmaker
     from app.errors import DomainError
-    from app.schools.repository import get_by_key
     from app.sync.imports import import_edexml as run_import
 
     settings = _settings()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     try:
-        with sessions() as session:
-            found = get_by_key(session=session, key=school.upper())
-        if found is None:
-            typer.echo(f"no school {school}", err=True)
-            raise typer.Exit(1)
+        found = _school(sessions, school)
         body = file.read()
         with _progress(f"importing {len(body) / 1e6:.1f} MB of EDEXml"):
             run = run_import(
@@ -207,18 +214,13 @@ def pull(
     from app.db import make_engine, make_sessionmaker
     from app.errors import DomainError
     from app.esis.pulls import pull as run_pull
-    from app.schools.repository import get_by_key
     from app.worker import options
 
     settings = _settings()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     try:
-        with sessions() as session:
-            found = get_by_key(session=session, key=school.upper())
-        if found is None:
-            typer.echo(f"no school {school}", err=True)
-            raise typer.Exit(1)
+        found = _school(sessions, school)
         with _progress(f"pulling {school.upper()} from ESIS"):
             run = run_pull(
                 sessions=sessions,

@@ -109,7 +109,7 @@ def test_r3_pull_takes_the_same_path_as_a_push(
         ("truncate", {}, "truncated", 2),
     ],
 )
-def test_failed_fetch_is_a_failed_run_and_changes_nothing(
+def test_r3_failed_fetch_is_a_failed_run_and_changes_nothing(
     client: TestClient,
     db: sessionmaker[Session],
     esis: FakeEsis,
@@ -172,7 +172,7 @@ def test_expired_or_broken_certificates_are_refused_on_upload(
     assert rows(db, "esis_connection") == []
 
 
-def test_schedule_fires_at_the_school_time_across_daylight_saving(
+def test_r3_schedule_fires_at_the_school_time_across_daylight_saving(
     client: TestClient,
     db: sessionmaker[Session],
     esis: FakeEsis,

@@ -359,7 +359,7 @@ def test_cursor_pagination_is_stable_under_concurrent_inserts(
     assert original <= set(seen)
 
 
-def test_class_arrangements(client: TestClient, db: sessionmaker[Session]) -> None:
+def test_r11_class_arrangements(client: TestClient, db: sessionmaker[Session]) -> None:
     school, _ = _active(client, db)
     ids = [str(r["id"]) for r in rows(db, "student")][:2]
     made = client.post(
@@ -425,7 +425,7 @@ def test_class_arrangements(client: TestClient, db: sessionmaker[Session]) -> No
     assert back.status_code == 200
 
 
-def test_reports(client: TestClient, db: sessionmaker[Session]) -> None:
+def test_r6_r10_reports(client: TestClient, db: sessionmaker[Session]) -> None:
     school, snap = _active(client, db)
     later = changed(snap)
     later["students"] = [s for s in later["students"] if s["key"] != "S0004"]

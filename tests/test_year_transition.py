@@ -34,7 +34,9 @@ def _student(db: sessionmaker[Session], key: str) -> dict[str, Any]:
     return one(db, "student", esis_key=key)
 
 
-def test_a_school_through_a_whole_year(client: TestClient, db: sessionmaker[Session]) -> None:
+def test_r4_to_r11_a_school_through_a_whole_year(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
     school = make_school(client, db)
     september = school_snapshot(students=12)
     # Siblings S0001 and S0002 share guardian V0001.
@@ -163,7 +165,7 @@ def _active_school(
     return school, snap
 
 
-def test_guard_holds_an_empty_new_year_snapshot(
+def test_r7_guard_holds_an_empty_new_year_snapshot(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     school, snap = _active_school(client, db)
@@ -189,7 +191,7 @@ def test_guard_holds_an_empty_new_year_snapshot(
     assert school_now["current_school_year"] == "2026-2027"
 
 
-def test_guard_holds_a_half_empty_snapshot_until_confirmed(
+def test_r7_guard_holds_a_half_empty_snapshot_until_confirmed(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     school, snap = _active_school(client, db)
@@ -230,7 +232,7 @@ def test_guard_holds_a_half_empty_snapshot_until_confirmed(
     assert again.status_code == 409
 
 
-def test_an_admin_starts_the_transition_after_the_pause(
+def test_r7_r9_an_admin_starts_the_transition_after_the_pause(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     school, snap = _active_school(client, db)

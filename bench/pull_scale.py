@@ -54,7 +54,14 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bench.server import ROOT, Unavailable, esis_sync_command, postgres_admin_url, service_env
+from bench.server import (
+    ROOT,
+    Unavailable,
+    esis_sync_command,
+    postgres_admin_url,
+    postgres_version,
+    service_env,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SCHOOLS = 6000
@@ -725,15 +732,6 @@ def write_json(runs: list[Run], args: argparse.Namespace, setup_s: float, versio
 # --- main -----------------------------------------------------------------------------------
 
 
-def _version(url: str) -> str:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar_one()}"
-    finally:
-        engine.dispose()
-
-
 def bench(args: argparse.Namespace) -> tuple[list[Run], float, str]:
     from app.esis.fake import FakeEsis
 
@@ -749,7 +747,7 @@ def bench(args: argparse.Namespace) -> tuple[list[Run], float, str]:
             env = service_env(template)
             env["ESIS_SYNC_SECRET_KEY"] = key
             _esis_sync(["migrate"], env)
-            version = _version(template)
+            version = postgres_version(template)
             with kit.serve(host="127.0.0.1") as esis:
                 print(
                     f"setting up {args.schools} schools (fake ESIS on {esis.url}) ...", flush=True

@@ -218,3 +218,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=15)
+
+
+def postgres_version(url: str) -> str:
+    """`PostgreSQL 15.x` of the server behind `url`, for the reports."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar_one()}"
+    finally:
+        engine.dispose()

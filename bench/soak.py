@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 
 from bench import synthetic
 from bench.merge import brin_codes
-from bench.server import Server, Unavailable, fresh_database
+from bench.server import Server, Unavailable, fresh_database, postgres_version
 from tests import procs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -486,15 +485,6 @@ def write_json(outcome: Outcome) -> Path:
 # --- main -----------------------------------------------------------------------------------
 
 
-def _server_version(url: str) -> str:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar_one()}"
-    finally:
-        engine.dispose()
-
-
 def soak(args: argparse.Namespace) -> Outcome:
     outcome = Outcome(args)
     outcome.load_average["before"] = _load_average()
@@ -505,7 +495,7 @@ def soak(args: argparse.Namespace) -> Outcome:
     ):
         procs.cli(["migrate"], procs.service_env(url))
         operator = procs.operator_key(url)
-        outcome.server_version = _server_version(url)
+        outcome.server_version = postgres_version(url)
         with procs.running(url, Path(logs), workers=args.workers) as service:
             print(
                 f"esis-sync serve --workers {args.workers} on {service.base_url} "

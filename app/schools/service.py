@@ -122,10 +122,6 @@ def create_school_key(
     return key, secret
 
 
-def school_ids(*, session: Session) -> list[uuid.UUID]:
-    return list(session.scalars(select(School.id)))
-
-
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -55,9 +55,11 @@ SNAPSHOT_BODY = {
         "The raw body is stored on receipt, then validated and applied in one transaction "
         "under the school's lock: new records and links are added (R4), changes to existing "
         "persons become drift (R5), absent records stay and are marked missing (R6). Before "
-        "activation the snapshot is only stored (R1, R2). The same body, or the same "
-        "`Idempotency-Key`, is applied once: the answer is then the first run, with status "
-        "200 and `Idempotent-Replayed: true`."
+        "activation the snapshot is only stored (R1, R2). The same body as the school's "
+        "latest snapshot, or the same `Idempotency-Key` (or `webhook-id`), is applied once: "
+        "the answer is then the first run, with status 200 and `Idempotent-Replayed: true`. "
+        "Schools with a signing secret need Standard Webhooks signatures (401 otherwise); more "
+        "than the per-minute limit of new snapshots gets 429 with `Retry-After`."
     ),
     openapi_extra={"requestBody": SNAPSHOT_BODY},
     responses={

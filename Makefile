@@ -29,9 +29,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy app tests bench
+	$(BIN)/mypy app fake_esis tests bench
 
 format: install
 	$(BIN)/ruff format .

@@ -110,7 +110,7 @@ def create_school(
     from pydantic import ValidationError
 
     from app.db import make_engine, make_sessionmaker
-    from app.errors import DomainError
+    from app.errors import ClientError
     from app.schools.schemas import SchoolCreate
     from app.schools.service import create_school as create
 
@@ -127,7 +127,7 @@ def create_school(
         with make_sessionmaker(engine).begin() as session:
             school = create(session=session, data=data, actor="cli")
             typer.echo(school.key)
-    except DomainError as exc:
+    except ClientError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from None
     finally:
@@ -143,9 +143,9 @@ def import_edexml(
     ] = False,
 ) -> None:
     """Import an EDEXml file before activation (same rules as POST .../imports/edexml)."""
+    from app.coupling.imports import import_edexml as run_import
     from app.db import make_engine, make_sessionmaker
-    from app.errors import DomainError
-    from app.sync.imports import import_edexml as run_import
+    from app.errors import ClientError
 
     settings = _settings()
     engine = make_engine(settings.database_url)
@@ -161,7 +161,7 @@ def import_edexml(
                 remove_missing=remove_missing,
                 actor="cli",
             )
-    except DomainError as exc:
+    except ClientError as exc:
         typer.echo(f"{exc.title}: {exc.detail}", err=True)
         raise typer.Exit(1) from None
     finally:
@@ -211,9 +211,9 @@ def pull(
     school: Annotated[str, typer.Argument(help="The school's key, e.g. 12AB00.")],
 ) -> None:
     """Fetch one school from ESIS now (same as POST .../esis/pulls). Exit 1 when it failed."""
+    from app.coupling.pulls import pull as run_pull
     from app.db import make_engine, make_sessionmaker
-    from app.errors import DomainError
-    from app.esis.pulls import pull as run_pull
+    from app.errors import ClientError
     from app.worker import options
 
     settings = _settings()
@@ -229,7 +229,7 @@ def pull(
                 actor="cli",
                 options=options(settings),
             )
-    except DomainError as exc:
+    except ClientError as exc:
         typer.echo(f"{exc.title}: {exc.detail}", err=True)
         raise typer.Exit(1) from None
     finally:
@@ -250,7 +250,7 @@ def demo(
     a change in ESIS, drift, and the change feed."""
     from pathlib import Path
 
-    from app.demo import run as run_demo
+    from fake_esis.demo import run as run_demo
 
     run_demo(directory=Path(directory), port=port, keep_serving=serve, say=typer.echo)
 
@@ -268,7 +268,7 @@ def transition_preview(
     import json
 
     from app.db import make_engine, make_sessionmaker
-    from app.errors import DomainError
+    from app.errors import ClientError
     from app.schools.repository import get_by_key
     from app.year_transition.flow import preview
 
@@ -281,7 +281,7 @@ def transition_preview(
                 typer.echo(f"no school {school}", err=True)
                 raise typer.Exit(1)
             report, _cursor = preview(session=session, school_id=found.id, limit=1000, cursor=None)
-    except DomainError as exc:
+    except ClientError as exc:
         typer.echo(f"{exc.title}: {exc.detail}", err=True)
         raise typer.Exit(1) from None
     finally:
@@ -310,8 +310,8 @@ def fake_esis(
     import time
     from pathlib import Path
 
-    from app.demo import roster
-    from app.esis.fake import FakeEsis
+    from fake_esis.demo import roster
+    from fake_esis.server import FakeEsis
 
     kit = FakeEsis.generate(Path(directory))
     with kit.serve(host=host, port=port) as esis:
@@ -454,8 +454,8 @@ def _recover(settings: Settings, engine: Any) -> None:
     """Snapshots stored but not applied when the last process died are applied now."""
     import datetime as dt
 
+    from app.coupling.receive import recover_interrupted
     from app.db import make_sessionmaker
-    from app.sync.runs import recover_interrupted
 
     done = recover_interrupted(
         sessions=make_sessionmaker(engine), today=dt.datetime.now(settings.tz).date()

@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
@@ -117,3 +117,7 @@ def get_session(request: Request) -> Iterator[Session]:
             session.rollback()
             raise
         session.commit()
+
+
+# The request's session, committed by its route on success (see `get_session`).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.esis.errors import FormatError
+
 log = logging.getLogger("esis_sync.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -103,7 +105,9 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def problem_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
+def problem_responses(
+    *errors: type[DomainError] | type[FormatError],
+) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: documents each problem it can answer with."""
     out: dict[int | str, dict[str, Any]] = {}
     for error in errors:
@@ -122,8 +126,12 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
+# What a client sent wrong, raised by a service or by the ESIS edge: rendered alike.
+ClientError = (DomainError, FormatError)
+
+
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+    assert isinstance(exc, ClientError)
     return problem_response(
         status=exc.status,
         slug=exc.slug,
@@ -173,6 +181,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(FormatError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

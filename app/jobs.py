@@ -1,7 +1,7 @@
 """Jobs on PostgreSQL, with procrastinate: the daily schedule and the pulls it starts.
 
 - `tick` (periodic, every minute, one at a time across all workers) finds schools whose
-  daily sync time has passed (school time, R3), leases each (app/esis/pulls.py) and defers a
+  daily sync time has passed (school time, R3), leases each (app/coupling/pulls.py) and defers a
   `pull_school` job for it.
 - `pull_school` runs with `lock=school:<id>`: jobs of one school never run at once, on any
   number of workers on any number of machines. A failure is retried (procrastinate's retry);
@@ -24,9 +24,9 @@ from typing import Any
 import procrastinate
 
 from app.config import Settings
+from app.coupling.pulls import claim, due, finish, pull
+from app.coupling.receive import recover_interrupted
 from app.db import make_engine, make_sessionmaker
-from app.esis.pulls import claim, due, finish, pull
-from app.sync.runs import recover_interrupted
 
 log = logging.getLogger("esis_sync.jobs")
 

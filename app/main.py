@@ -11,12 +11,12 @@ from fastapi.openapi.utils import get_openapi
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
 from app.config import Settings, get_settings
+from app.coupling.router import edexml_router
+from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker
 from app.errors import PROBLEM_JSON, Problem, install_error_handlers
-from app.esis.router import edexml_router
-from app.esis.router import router as esis_router
 from app.esis.schemas import EsisSnapshot
-from app.events.router import router as events_router
+from app.feed.router import router as events_router
 from app.logging import configure_logging
 from app.middleware import BodySizeLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
 from app.migrations import head_revision

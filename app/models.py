@@ -1,8 +1,8 @@
 """Every table, imported in one place for alembic and the tests."""
 
 from app.auth.models import ApiKey
+from app.coupling.models import EsisConnection, SigningSecret
 from app.db import metadata
-from app.esis.models import EsisConnection, SigningSecret
 from app.events.models import Event
 from app.roster.models import (
     ClassArrangement,

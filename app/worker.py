@@ -2,7 +2,7 @@
 
 `esis-sync worker` runs it; on the embedded SQLite default `esis-sync serve` runs it in a
 thread beside the API. Any number of workers can run against one PostgreSQL: each school's
-daily pull is leased with one conditional UPDATE (app/esis/pulls.py), so a school is pulled by
+daily pull is leased with one conditional UPDATE (app/coupling/pulls.py), so a school is pulled by
 one worker at a time, and the pull of a worker that dies is picked up when its lease ends.
 """
 
@@ -13,9 +13,9 @@ import logging
 import threading
 
 from app.config import Settings
+from app.coupling.pulls import PullOptions, run_due
+from app.coupling.receive import PushLimits, recover_interrupted
 from app.db import make_engine, make_sessionmaker
-from app.esis.pulls import PullOptions, run_due
-from app.sync.runs import PushLimits, recover_interrupted
 
 log = logging.getLogger("esis_sync.worker")
 

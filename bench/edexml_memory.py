@@ -1,7 +1,7 @@
 """Peak memory and time of reading a board-sized EDEXml file (50,000 students).
 
 Generates a deterministic synthetic EDEXml 2.1 file with guardian blocks (`bench.synthetic`,
-written by `app.esis.edexml_export.write_edexml`) to a temporary file, then runs
+written by `app.esis.edexml_write.write_edexml`) to a temporary file, then runs
 `read_edexml` on it in a fresh Python process, the way the service does: the whole body in
 memory as bytes, validated and mapped onto a snapshot. Reports the wall time and the child's
 peak resident set (`VmHWM`, and `ru_maxrss` of RUSAGE_CHILDREN as a cross-check) against the
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.esis.edexml_export import write_edexml
+from app.esis.edexml_write import write_edexml
 from bench import synthetic
 
 TARGET_MB = 300.0

@@ -396,9 +396,9 @@ def _load_average() -> list[float]:
 # --- profile --------------------------------------------------------------------------------
 
 PHASES = (
-    ("app/sync/runs.py", "_store", "store raw body + open run (txn 1)"),
+    ("app/coupling/receive.py", "_store", "store raw body + open run (txn 1)"),
     ("app/esis/parsing.py", "parse_snapshot", "parse + validate JSON (pydantic)"),
-    ("app/sync/activation.py", "readiness_of", "readiness check (R1)"),
+    ("app/coupling/activation.py", "readiness_of", "readiness check (R1)"),
     ("app/esis/validation.py", "check_snapshot", "reference check"),
     ("app/sync/repository.py", "load_state", "load state (one SELECT per table)"),
     ("app/sync/service.py", "plan_merge", "plan the merge (pure Python)"),
@@ -426,8 +426,8 @@ def profile_in_process(
 ) -> dict[str, Any]:
     """cProfile of the three service scenarios called in-process (no HTTP) on one school."""
     from app.config import get_settings
-    from app.sync import activation
-    from app.sync.runs import receive_snapshot
+    from app.coupling import activation
+    from app.coupling.receive import receive_snapshot
 
     school = api.create_school(brin)
     school_id = _school_id(sessions, school.key)

@@ -4,9 +4,9 @@
 
 Set-up (not measured), once: a PostgreSQL database is migrated with `esis-sync migrate`, and
 the service (an in-process `create_app` through TestClient) creates `--schools` schools with
-daily sync time 00:00, each with an ESIS connection to one fake ESIS (app/esis/fake.py: HTTPS
+daily sync time 00:00, each with an ESIS connection to one fake ESIS (fake_esis/server.py: HTTPS
 with client certificates, in this process on 127.0.0.1). Each school is activated from a pull
-of a synthetic roster (`app.demo.roster`, `--students` students); then the fake ESIS is
+of a synthetic roster (`fake_esis.demo.roster`, `--students` students); then the fake ESIS is
 scripted to answer the school's next pull with that roster plus one new student and guardian
 (so every daily pull is a real merge with one change), after `--delay` seconds.
 `last_pulled_on` is set to NULL: every school is due.
@@ -169,9 +169,9 @@ def set_up(url: str, key: str, esis: Any, kit: Any, args: argparse.Namespace) ->
     from app.auth.models import Role
     from app.auth.service import create_key
     from app.config import Settings
-    from app.demo import roster
-    from app.esis.fake import DEFAULT_AUTORISATIE
     from app.main import create_app
+    from fake_esis.demo import roster
+    from fake_esis.server import DEFAULT_AUTORISATIE
 
     settings = Settings(database_url=url, secret_key=key, log_level="WARNING", _env_file=None)
     app = create_app(settings)
@@ -733,7 +733,7 @@ def write_json(runs: list[Run], args: argparse.Namespace, setup_s: float, versio
 
 
 def bench(args: argparse.Namespace) -> tuple[list[Run], float, str]:
-    from app.esis.fake import FakeEsis
+    from fake_esis.server import FakeEsis
 
     key = Fernet.generate_key().decode()
     admin = _admin()

@@ -15,8 +15,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.auth.dependencies import RoleGuard, SchoolGuard
+from app.auth.dependencies import RoleGuard
 from app.auth.models import Role
+from app.schools.dependencies import SchoolGuard
 from tests.factories import SchoolKeys, auth, make_school, operator_key
 
 PUBLIC = {"/healthz", "/readyz", "/metrics"}

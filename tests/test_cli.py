@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from app.cli import cli
 from app.config import Settings, get_settings
-from app.esis import signing
+from app.coupling import signing
 from tests.factories import make_school
 from tests.merge_helpers import one, rows
 

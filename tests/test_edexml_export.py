@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.coupling.export import export_edexml
 from app.errors import Conflict, NotFound
 from app.esis.edexml import read_edexml
-from app.esis.edexml_export import export_edexml, school_year_of
 from app.esis.edexml_validate import schema_path, validate_edexml
+from app.esis.edexml_write import school_year_of
 from app.esis.schemas import EsisSnapshot
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import edit_locally, one, rows

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.errors import Unprocessable
 from app.esis.edexml import EdexmlRead, read_edexml
+from app.esis.errors import FormatError
 from app.esis.schemas import Gender, Relation
 
 # The official samples live in the shared workspace beside this repository.
@@ -57,8 +57,8 @@ def line_of(document: bytes, marker: str) -> int:
     raise AssertionError(f"{marker!r} not in document")
 
 
-def refused(body: bytes) -> Unprocessable:
-    with pytest.raises(Unprocessable) as caught:
+def refused(body: bytes) -> FormatError:
+    with pytest.raises(FormatError) as caught:
         read_edexml(body, today=TODAY)
     return caught.value
 

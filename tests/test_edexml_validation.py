@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from app.errors import DomainError, Unprocessable
 from app.esis.edexml_validate import (
     MAX_DEPTH,
     PARSER_OPTIONS,
@@ -19,6 +18,7 @@ from app.esis.edexml_validate import (
     schema_path,
     validate_edexml,
 )
+from app.esis.errors import FormatError
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "edexml"
 SAMPLE_21 = (OFFICIAL / "EDEXML-2.1" / "EDEXML.Voorbeeld.2.1.xml").read_bytes()
@@ -34,8 +34,8 @@ VENDOR_BLOCK = (
 )
 
 
-def refused(body: bytes) -> Unprocessable:
-    with pytest.raises(Unprocessable) as caught:
+def refused(body: bytes) -> FormatError:
+    with pytest.raises(FormatError) as caught:
         validate_edexml(body)
     return caught.value
 
@@ -309,7 +309,7 @@ class Recorder:
 
 def test_records_are_visited_in_order_and_dropped_after_the_first() -> None:
     recorder = Recorder()
-    with pytest.raises(Unprocessable) as caught:
+    with pytest.raises(FormatError) as caught:
         validate_edexml(students(2000), visitor=recorder)
     assert recorder.kinds == ["school", "groep"] + ["leerling"] * 2000
     # Every record before the current one is gone, but the first (kept for the skeleton); the
@@ -328,7 +328,7 @@ def test_concurrent_validations_keep_their_own_errors() -> None:
         body = students(50).replace(b'key="00010">', f'key="00010"><x{n}/>'.encode())
         try:
             validate_edexml(body)
-        except Unprocessable as exc:
+        except FormatError as exc:
             results[n] = exc.detail
 
     threads = [threading.Thread(target=check, args=(n,)) for n in range(6)]
@@ -378,7 +378,7 @@ HOSTILE = {
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_or_broken_input_is_a_4xx_problem_quickly(name: str) -> None:
     started = time.monotonic()
-    with pytest.raises(DomainError) as caught:
+    with pytest.raises(FormatError) as caught:
         validate_edexml(HOSTILE[name])
     assert time.monotonic() - started < 2.0
     assert 400 <= caught.value.status < 500

@@ -21,7 +21,7 @@ from app.auth.models import Role
 from app.auth.service import create_key
 from app.cli import cli
 from app.config import Settings
-from app.esis import signing
+from app.coupling import signing
 from app.main import create_app
 from app.migrations import upgrade
 

@@ -19,9 +19,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from app.esis.fake import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
 from app.main import create_app
 from app.migrations import upgrade
+from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
 from tests.conftest import _create_postgres_database
 from tests.factories import SchoolKeys, auth, make_school
 from tests.snapshots import school_snapshot

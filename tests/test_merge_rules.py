@@ -643,7 +643,7 @@ def test_decision_a_snapshot_stored_but_not_applied_is_applied_on_restart(
     import hashlib
     import json
 
-    from app.sync import runs
+    from app.coupling import receive as runs
 
     school = make_school(client, db)
     snap = school_snapshot(students=2)

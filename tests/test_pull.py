@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.esis.certs import make_cert
-from app.esis.fake import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
-from app.esis.pulls import PullOptions, due, run_due
-from app.sync.runs import PushLimits
+from app.coupling.pulls import PullOptions, due, run_due
+from app.coupling.receive import PushLimits
+from fake_esis.pki import make_cert
+from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import rows
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.esis.signing import sign
+from app.coupling.signing import sign
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import rows
 from tests.snapshots import school_snapshot

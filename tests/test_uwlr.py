@@ -12,23 +12,9 @@ import httpx
 import pytest
 from lxml import etree
 
-from app.errors import Unprocessable
 from app.esis import uwlr
-from app.esis.certs import (
-    ClientIdentity,
-    load_client_identity,
-    make_ca,
-    make_cert,
-    pkcs12_bytes,
-)
-from app.esis.fake import (
-    DEFAULT_AUTORISATIE,
-    FakeEsis,
-    FakeEsisKit,
-    edex_from_snapshot,
-    soap_answer,
-    soap_fault,
-)
+from app.esis.certs import ClientIdentity, load_client_identity
+from app.esis.errors import FormatError
 from app.esis.schemas import EsisSnapshot, Relation
 from app.esis.uwlr import (
     NS_AUTORISATIE,
@@ -40,6 +26,15 @@ from app.esis.uwlr import (
     client_ssl_context,
     fetch,
     parse_answer,
+)
+from fake_esis.pki import make_ca, make_cert, pkcs12_bytes
+from fake_esis.server import (
+    DEFAULT_AUTORISATIE,
+    FakeEsis,
+    FakeEsisKit,
+    edex_from_snapshot,
+    soap_answer,
+    soap_fault,
 )
 
 GUARDIANS = Path(__file__).parent / "fixtures" / "edexml" / "guardians-2.1.xml"
@@ -437,16 +432,16 @@ def test_pkcs12_with_the_right_password_loads(kit: FakeEsisKit) -> None:
 
 
 def test_wrong_pkcs12_password_is_unprocessable(kit: FakeEsisKit) -> None:
-    with pytest.raises(Unprocessable) as info:
+    with pytest.raises(FormatError) as info:
         load_client_identity(pkcs12=kit.client_p12, password="not-the-password")
     assert "password" in info.value.detail
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity(pkcs12=kit.client_p12, password=None)
 
 
 @pytest.mark.parametrize("data", [b"", b"not a pkcs12 file", b"\x30\x82\x01\x00garbage"])
 def test_garbage_pkcs12_is_unprocessable(data: bytes) -> None:
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity(pkcs12=data, password="x")
 
 
@@ -454,27 +449,27 @@ def test_expired_client_certificate_is_refused(kit: FakeEsisKit) -> None:
     old = make_cert(
         kit.ca, "old client", server=False, not_after=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     )
-    with pytest.raises(Unprocessable) as info:
+    with pytest.raises(FormatError) as info:
         load_client_identity(pkcs12=pkcs12_bytes(old.cert, old.key, "pw"), password="pw")
     assert "expired on 2024-01-01" in info.value.detail
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity(cert_pem=old.cert, key_pem=old.key)
 
 
 def test_key_of_another_certificate_is_refused(kit: FakeEsisKit) -> None:
-    with pytest.raises(Unprocessable) as info:
+    with pytest.raises(FormatError) as info:
         load_client_identity(cert_pem=kit.client.cert, key_pem=kit.server.key)
     assert "does not belong" in info.value.detail
 
 
 def test_pem_garbage_and_missing_input_are_refused(kit: FakeEsisKit) -> None:
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity(cert_pem=b"nope", key_pem=kit.client.key)
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity(cert_pem=kit.client.cert, key_pem=b"nope")
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity()
-    with pytest.raises(Unprocessable):
+    with pytest.raises(FormatError):
         load_client_identity(pkcs12=kit.client_p12, password=kit.password, cert_pem=kit.client.cert)
 
 

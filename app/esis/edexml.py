@@ -503,7 +503,7 @@ class _Reader:
 
 
 def read_edexml(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
-    """Maps an EDEXml document onto a snapshot; raises Unprocessable on a bad document.
+    """Maps an EDEXml document onto a snapshot; raises FormatError on a bad document.
 
     The document is validated first (`validate_edexml`, streaming): each record is mapped
     once it is valid. `today` (default: today in the Netherlands) decides whether an

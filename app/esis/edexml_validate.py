@@ -2,7 +2,7 @@
 
 The schemas are the official EDEXml ones with `schooljaar` checked by a pattern, plus this
 project's guardian block (`app/esis/xsd/README.md`). `validate_edexml` returns warnings and
-raises `Unprocessable` (422) naming line, element and key of every problem it finds (up to
+raises `FormatError` (422) naming line, element and key of every problem it finds (up to
 MAX_ERRORS); values are quoted only for dates and codes, never for names, e-mail addresses or
 national ids.
 
@@ -40,7 +40,7 @@ from typing import Any, Protocol, cast
 
 from lxml import etree
 
-from app.errors import Unprocessable
+from app.esis.errors import FormatError
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -196,14 +196,14 @@ class Problem:
         return {"field": field, "message": self.message}
 
 
-def unprocessable(problems: Sequence[Problem]) -> Unprocessable:
+def unprocessable(problems: Sequence[Problem]) -> FormatError:
     """One 422 listing every problem in document order."""
     ordered = sorted(problems, key=lambda p: p.line or 0)
     errors = [p.as_dict() for p in ordered]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     if len(errors) > 5:
         detail += f" (and {len(errors) - 5} more)"
-    return Unprocessable(detail, errors=errors)
+    return FormatError(detail, errors=errors)
 
 
 class EdexmlVisitor(Protocol):
@@ -224,7 +224,7 @@ def schema_path(version: str = DEFAULT_VERSION) -> Path:
 
 
 def validate_edexml(body: bytes, *, visitor: EdexmlVisitor | None = None) -> list[str]:
-    """Validates `body`; returns warnings (skipped blocks), raises Unprocessable on errors.
+    """Validates `body`; returns warnings (skipped blocks), raises FormatError on errors.
 
     With a `visitor`, each valid record is handed to it while the document streams by; the
     visitor's problems are reported together with the schema's.
@@ -249,7 +249,7 @@ def validate_edexml(body: bytes, *, visitor: EdexmlVisitor | None = None) -> lis
 # --- the prolog -------------------------------------------------------------------------------
 
 
-def _fail(line: int | None, where: str, message: str) -> Unprocessable:
+def _fail(line: int | None, where: str, message: str) -> FormatError:
     return unprocessable([Problem(line, where, message)])
 
 

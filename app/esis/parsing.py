@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.errors import Unprocessable, UnsupportedMediaType
+from app.esis.errors import FormatError, UnsupportedFormat
 from app.esis.schemas import EsisSnapshot
 
 JSON_TYPES = frozenset({"application/json"})
@@ -43,7 +43,7 @@ def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
 
         read = read_edexml(body)
         return Parsed(read.snapshot, list(read.warnings))
-    raise UnsupportedMediaType(
+    raise UnsupportedFormat(
         f"send a snapshot as application/json or EDEXml as application/xml, not {kind or 'nothing'}"
     )
 
@@ -57,7 +57,7 @@ def parse_json(body: bytes) -> EsisSnapshot:
             if isinstance(exc, json.JSONDecodeError)
             else ""
         )
-        raise Unprocessable(f"the body is not JSON{where}") from None
+        raise FormatError(f"the body is not JSON{where}") from None
     try:
         return EsisSnapshot.model_validate(raw)
     except ValidationError as exc:
@@ -66,7 +66,7 @@ def parse_json(body: bytes) -> EsisSnapshot:
             for err in exc.errors()[:MAX_ERRORS]
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise Unprocessable(detail, errors=errors) from None
+        raise FormatError(detail, errors=errors) from None
 
 
 def _field(loc: tuple[Any, ...], raw: Any) -> str:

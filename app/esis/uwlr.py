@@ -31,9 +31,9 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from app.errors import Unprocessable
 from app.esis.certs import ClientIdentity
 from app.esis.edexml import EdexmlRead, read_edexml
+from app.esis.errors import FormatError
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -343,7 +343,7 @@ def parse_answer(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
         raise _malformed("the leerlinggegevens have no school")
     try:
         return read_edexml(_to_edex(data), today=today)
-    except Unprocessable as exc:
+    except FormatError as exc:
         errors = exc.extra.get("errors")
         raise UwlrError(
             "invalid",

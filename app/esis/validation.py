@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from app.errors import Unprocessable
+from app.esis.errors import FormatError
 from app.esis.schemas import EsisSnapshot
 
 MAX_ERRORS = 50
@@ -18,7 +18,7 @@ def check_snapshot(
     errors: list[dict[str, Any]] = []
     total = sum(len(getattr(snapshot, n)) for n in ("groups", "students", "guardians", "staff"))
     if max_records is not None and total > max_records:
-        raise Unprocessable(
+        raise FormatError(
             f"the snapshot has {total} records, more than the limit of {max_records} "
             "(ESIS_SYNC_MAX_SNAPSHOT_RECORDS)",
             errors=[{"field": "body", "message": "too many records"}],
@@ -70,4 +70,4 @@ def check_snapshot(
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         if len(errors) > 5:
             detail += f"; and {len(errors) - 5} more"
-        raise Unprocessable(detail, errors=errors[:MAX_ERRORS])
+        raise FormatError(detail, errors=errors[:MAX_ERRORS])

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from app.bulk import bulk_insert
 from app.db import utcnow
+from app.events import repository
 from app.events.models import Event
-from app.schools import repository as schools
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def emit(
     """Append events in order; numbering them locks the school until commit."""
     if not changes:
         return
-    last = schools.take_event_numbers(session=session, school_id=school_id, count=len(changes))
+    last = repository.take_event_numbers(session=session, school_id=school_id, count=len(changes))
     first = last - len(changes) + 1
     now = utcnow()
     rows = [

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel
 
-from app.auth.dependencies import ReadSchool, SessionDep, WriteSchool
 from app.errors import (
     Conflict,
     Forbidden,
@@ -47,6 +46,7 @@ from app.roster.schemas import (
     StudentPublic,
     StudentUpdate,
 )
+from app.schools.dependencies import ReadSchool, SessionDep, WriteSchool
 
 router = APIRouter(prefix="/api/v1/schools/{school}", tags=["roster"])
 AUTH = (Unauthorized, Forbidden, NotFound)

@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from app.auth import service as auth_service
-from app.auth.dependencies import Operator, ReadSchool, SessionDep, WriteSchool
+from app.auth.dependencies import Operator
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, problem_responses
 from app.pagination import Cursor, Limit
 from app.schools import service
-from app.schools.models import School
+from app.schools.dependencies import ReadSchool, SessionDep, WriteSchool
 from app.schools.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -27,10 +27,6 @@ router = APIRouter(prefix="/api/v1/schools", tags=["schools"])
 AUTH = (Unauthorized, Forbidden)
 
 
-def to_public(school: School) -> SchoolPublic:
-    return SchoolPublic.model_validate(school, from_attributes=True)
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -40,7 +36,7 @@ def to_public(school: School) -> SchoolPublic:
     responses=problem_responses(*AUTH, Conflict, Unprocessable),
 )
 def create_school(data: SchoolCreate, principal: Operator, session: SessionDep) -> SchoolPublic:
-    return to_public(service.create_school(session=session, data=data, actor=principal.actor))
+    return SchoolPublic.of(service.create_school(session=session, data=data, actor=principal.actor))
 
 
 @router.get(
@@ -53,7 +49,7 @@ def list_schools(
     _principal: Operator, session: SessionDep, limit: Limit = 100, cursor: Cursor = None
 ) -> SchoolList:
     rows, next_cursor = service.list_schools(session=session, limit=limit, cursor=cursor)
-    return SchoolList(items=[to_public(s) for s in rows], next_cursor=next_cursor)
+    return SchoolList(items=[SchoolPublic.of(s) for s in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -63,7 +59,7 @@ def list_schools(
     responses=problem_responses(*AUTH, NotFound),
 )
 def get_school(ctx: ReadSchool) -> SchoolPublic:
-    return to_public(ctx.school)
+    return SchoolPublic.of(ctx.school)
 
 
 @router.patch(
@@ -77,7 +73,7 @@ def update_school(data: SchoolUpdate, ctx: WriteSchool, session: SessionDep) -> 
     school = service.update_school(
         session=session, school_id=ctx.school.id, data=data, actor=ctx.principal.actor
     )
-    return to_public(school)
+    return SchoolPublic.of(school)
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from app.auth.models import Role
-from app.schools.models import CouplingState, UpdatePolicy
+from app.schools.models import CouplingState, School, UpdatePolicy
 
 Brin = Annotated[
     str,
@@ -112,6 +112,10 @@ class SchoolPublic(SchoolPolicy):
     pause_end: dt.date | None = Field(description="Summer pause window: last day.")
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, school: School) -> SchoolPublic:
+        return cls.model_validate(school, from_attributes=True)
 
 
 class SchoolList(BaseModel):

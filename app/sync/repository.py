@@ -8,6 +8,7 @@ from typing import cast
 
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
+from sqlmodel import col, select
 
 from app.bulk import bulk_delete, bulk_insert, bulk_update, chunks
 from app.roster.models import (
@@ -19,7 +20,7 @@ from app.roster.models import (
     StudentGroup,
     StudentGuardian,
 )
-from app.sync.models import DriftItem
+from app.sync.models import DriftItem, RunStatus, Snapshot, SyncRun
 from app.sync.plan import EntityState, LinkState, Plan, Row, State
 
 TABLES: dict[str, Table] = {
@@ -104,3 +105,30 @@ def write_plan(*, session: Session, school_id: uuid.UUID, plan: Plan) -> None:
             .where(drift.c.school_id == school_id, drift.c.id.in_(chunk))
             .values(last_seen_at=plan.now, last_run_id=plan.run_id)
         )
+
+
+# The run states after which a snapshot counts as received whole (applied, stored or held).
+DONE = (RunStatus.APPLIED.value, RunStatus.STORED.value, RunStatus.HELD.value)
+
+
+def latest_snapshot(
+    *, session: Session, school_id: uuid.UUID, after_year: str | None = None
+) -> Snapshot | None:
+    """The newest snapshot that was valid (R1 and R2 read it); with `after_year`, the newest
+    of a later school year (the year transition reads it)."""
+    query = (
+        select(Snapshot)
+        .join(
+            SyncRun,
+            (col(SyncRun.school_id) == col(Snapshot.school_id))
+            & (col(SyncRun.snapshot_id) == col(Snapshot.id)),
+        )
+        .where(
+            Snapshot.school_id == school_id,
+            col(SyncRun.status).in_(DONE),
+            col(Snapshot.origin).in_(("push", "pull")),
+        )
+    )
+    if after_year is not None:
+        query = query.where(col(Snapshot.school_year) > after_year)
+    return session.scalar(query.order_by(col(Snapshot.received_at).desc()).limit(1))

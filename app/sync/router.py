@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.auth.dependencies import ReadSchool, SessionDep, WriteSchool
 from app.errors import Forbidden, NotFound, Unauthorized, Unprocessable, problem_responses
 from app.pagination import Cursor, Limit
+from app.schools.dependencies import ReadSchool, SessionDep, WriteSchool
 from app.sync import drift as drift_service
 from app.sync import queries
 from app.sync.schemas import (

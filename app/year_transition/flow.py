@@ -20,7 +20,7 @@ from app.pagination import decode_cursor, encode_cursor
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
 from app.sync.models import RunKind, RunStatus, Snapshot, SyncRun
-from app.sync.runs import latest_snapshot
+from app.sync.repository import latest_snapshot
 from app.year_transition import service
 from app.year_transition.models import TransitionStatus, YearTransition
 

@@ -7,7 +7,6 @@ import uuid
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from app.auth.dependencies import SessionDep, WriteSchool
 from app.errors import (
     Conflict,
     Forbidden,
@@ -17,6 +16,7 @@ from app.errors import (
     problem_responses,
 )
 from app.pagination import Cursor, Limit
+from app.schools.dependencies import SessionDep, WriteSchool
 from app.year_transition import flow
 from app.year_transition.schemas import (
     YearTransitionList,

@@ -20,7 +20,7 @@ import httpx
 import uvicorn
 
 from app.config import Settings
-from app.esis.fake import DEFAULT_AUTORISATIE, FakeEsis
+from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis
 
 FIRST = [
     "Sanne",

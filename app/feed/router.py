@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.auth.dependencies import ReadSchool, SessionDep
 from app.errors import Forbidden, NotFound, Unauthorized, Unprocessable, problem_responses
-from app.events import queries
-from app.events.schemas import EventList, EventPublic
+from app.feed import queries
+from app.feed.schemas import EventList, EventPublic
 from app.pagination import Limit
+from app.schools.dependencies import ReadSchool, SessionDep
 
 router = APIRouter(prefix="/api/v1/schools/{school}", tags=["events"])
 

@@ -1,6 +1,6 @@
 """Pulling from ESIS's UWLR web service (R3): the connection, one pull, and the daily schedule.
 
-A pulled snapshot takes the same path as a pushed one (`sync.runs.receive_snapshot`, origin
+A pulled snapshot takes the same path as a pushed one (`coupling.receive.receive_snapshot`, origin
 `pull`). A failed fetch (a SOAP Fault, an HTTP error, a timeout, a truncated answer) is a failed
 run with the reason, never an empty school.
 """
@@ -22,18 +22,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
 from app.config import Settings
+from app.coupling.models import EsisConnection
+from app.coupling.receive import PushLimits, receive_snapshot, record_failure
+from app.coupling.schemas import ConnectionPut
 from app.crypto import decrypt, encrypt
 from app.db import begin_write, utcnow
-from app.errors import DomainError, NotFound, Unprocessable
+from app.errors import ClientError, DomainError, NotFound, Unprocessable
 from app.esis import uwlr
 from app.esis.certs import ClientIdentity, load_client_identity
-from app.esis.models import EsisConnection
 from app.esis.parsing import UWLR_TYPE, Parsed
-from app.esis.schemas_connection import ConnectionPut
 from app.events.service import Change, emit
 from app.schools.models import CouplingState, School
 from app.sync.models import RunKind, SyncRun
-from app.sync.runs import PushLimits, receive_snapshot, record_failure
 
 log = logging.getLogger("esis_sync.pull")
 
@@ -303,7 +303,7 @@ def run_due(
                     options=options,
                 )
             )
-        except DomainError as exc:  # recorded on the run; the day's pull is done
+        except ClientError as exc:  # recorded on the run; the day's pull is done
             log.warning(
                 "scheduled pull refused", extra={"school_id": str(school_id), "status": exc.status}
             )

@@ -23,20 +23,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
 from app.db import begin_write, utcnow
-from app.errors import Conflict, DomainError, TooManyRequests, Unprocessable
+from app.errors import ClientError, Conflict, DomainError, TooManyRequests, Unprocessable
 from app.esis.parsing import Parsed, parse_snapshot
 from app.esis.validation import check_snapshot
-from app.events.service import emit
 from app.metrics import observe_merge
 from app.schools import repository as schools
-from app.schools.models import CouplingState, School, UpdatePolicy
-from app.sync import repository
+from app.schools.models import CouplingState, School
+from app.sync.merge import merge_into
 from app.sync.models import RunStatus, Snapshot, SyncRun
-from app.sync.service import plan_merge
+from app.sync.repository import DONE
+from app.year_transition.flow import start_from_snapshot
 
 log = logging.getLogger("esis_sync.sync")
-
-DONE = (RunStatus.APPLIED.value, RunStatus.STORED.value, RunStatus.HELD.value)
 
 
 @dataclass(frozen=True)
@@ -276,8 +274,6 @@ def _apply(
             )
         elif school.current_school_year is not None and year > school.current_school_year:
             # R7-R11: the first snapshot of a new school year starts the year transition.
-            from app.year_transition.flow import start_from_snapshot
-
             outcome = start_from_snapshot(
                 session=session, school=school, run=run, parsed=parsed, actor="esis"
             )
@@ -306,39 +302,6 @@ def _apply(
         },
     )
     return run
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    counts: dict[str, dict[str, int]]
-    warnings: list[str]
-    report: dict[str, list[dict[str, Any]]] | None
-
-
-def merge_into(
-    *, session: Session, school: School, run_id: uuid.UUID, parsed: Parsed, activation: bool = False
-) -> MergeResult:
-    """Load the school's state once, plan the merge, write it in bulk, emit its events."""
-    now = utcnow()
-    state = repository.load_state(session=session, school_id=school.id)
-    plan = plan_merge(
-        state=state,
-        snapshot=parsed.snapshot,
-        policy=UpdatePolicy(school.update_policy),
-        activation=activation,
-        run_id=run_id,
-        now=now,
-    )
-    repository.write_plan(session=session, school_id=school.id, plan=plan)
-    emit(
-        session=session,
-        school_id=school.id,
-        changes=plan.changes,
-        source="esis",
-        actor="esis",
-        sync_run_id=run_id,
-    )
-    return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
 
 
 def recover_interrupted(
@@ -390,7 +353,7 @@ def recover_interrupted(
 
 def problem_of(exc: Exception) -> dict[str, Any]:
     """What a failed run records: the problem a client saw, or a server error without details."""
-    if isinstance(exc, DomainError):
+    if isinstance(exc, ClientError):
         return {
             "status": exc.status,
             "slug": exc.slug,
@@ -439,26 +402,3 @@ def _mark_failed(run: SyncRun, exc: Exception) -> None:
             "status": run.error["status"],
         },
     )
-
-
-def latest_snapshot(
-    *, session: Session, school_id: uuid.UUID, after_year: str | None = None
-) -> Snapshot | None:
-    """The newest snapshot that was valid (R1 and R2 read it); with `after_year`, the newest
-    of a later school year (the year transition reads it)."""
-    query = (
-        select(Snapshot)
-        .join(
-            SyncRun,
-            (col(SyncRun.school_id) == col(Snapshot.school_id))
-            & (col(SyncRun.snapshot_id) == col(Snapshot.id)),
-        )
-        .where(
-            Snapshot.school_id == school_id,
-            col(SyncRun.status).in_(DONE),
-            col(Snapshot.origin).in_(("push", "pull")),
-        )
-    )
-    if after_year is not None:
-        query = query.where(col(Snapshot.school_year) > after_year)
-    return session.scalar(query.order_by(col(Snapshot.received_at).desc()).limit(1))

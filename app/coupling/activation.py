@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.coupling.receive import record_failure
 from app.db import begin_write, utcnow
 from app.errors import Conflict
 from app.esis.parsing import Parsed, parse_snapshot
@@ -14,8 +15,9 @@ from app.esis.schemas import EsisSnapshot
 from app.events.service import Change, emit
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
+from app.sync.merge import merge_into
 from app.sync.models import RunKind, RunStatus, Snapshot, SyncRun
-from app.sync.runs import latest_snapshot, merge_into, record_failure
+from app.sync.repository import latest_snapshot
 
 
 @dataclass(frozen=True)

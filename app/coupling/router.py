@@ -10,7 +10,10 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from app.auth.dependencies import PushSchool, SessionDep, WriteSchool
+from app.coupling import activation, export, imports, pulls, signing
+from app.coupling.models import EsisConnection
+from app.coupling.receive import PushLimits, receive_snapshot
+from app.coupling.schemas import CertificateInfo, ConnectionPublic, ConnectionPut
 from app.errors import (
     Conflict,
     Forbidden,
@@ -22,14 +25,9 @@ from app.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from app.esis import edexml_export, pulls, signing
-from app.esis.models import EsisConnection
 from app.esis.parsing import XML_TYPES, media_type
-from app.esis.schemas_connection import CertificateInfo, ConnectionPublic, ConnectionPut
-from app.schools.router import to_public
+from app.schools.dependencies import PushSchool, SessionDep, WriteSchool
 from app.schools.schemas import SchoolPublic
-from app.sync import activation, imports
-from app.sync.runs import PushLimits, receive_snapshot
 from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
 
 router = APIRouter(prefix="/api/v1/schools/{school}/esis", tags=["esis"])
@@ -251,7 +249,7 @@ def deactivate(ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
     school = activation.deactivate(
         session=session, school_id=ctx.school.id, actor=ctx.principal.actor
     )
-    return to_public(school)
+    return SchoolPublic.of(school)
 
 
 edexml_router = APIRouter(prefix="/api/v1/schools/{school}", tags=["edexml"])
@@ -392,7 +390,7 @@ async def pull_now(request: Request, ctx: WriteSchool) -> SyncRunPublic:
     },
 )
 def export_edexml(ctx: WriteSchool, session: SessionDep) -> Response:
-    body = edexml_export.export_edexml(session=session, school_id=ctx.school.id)
+    body = export.export_edexml(session=session, school_id=ctx.school.id)
     return Response(
         body,
         media_type="application/xml",

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from app.config import Settings
+from app.coupling.models import SigningSecret
 from app.crypto import decrypt, encrypt
 from app.db import utcnow
 from app.errors import NotFound, Unauthorized
-from app.esis.models import SigningSecret
 from app.events.service import Change, emit
 
 PREFIX = "whsec_"

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import select
 
+from app.coupling.receive import record_failure
 from app.db import begin_write, metadata, utcnow
 from app.errors import Conflict
 from app.esis.edexml import read_edexml
@@ -26,7 +27,6 @@ from app.schools import repository as schools
 from app.schools.models import CouplingState, UpdatePolicy
 from app.sync import repository
 from app.sync.models import RunKind, RunStatus, Snapshot, SyncRun
-from app.sync.runs import record_failure
 from app.sync.service import plan_merge
 
 REMOVED_BY = "edexml-import"

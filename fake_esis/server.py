@@ -30,14 +30,7 @@ from typing import Any, Literal
 from cryptography import x509
 from lxml import etree
 
-from app.esis.certs import (
-    ClientIdentity,
-    PemPair,
-    load_client_identity,
-    make_ca,
-    make_cert,
-    pkcs12_bytes,
-)
+from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.schemas import EsisSnapshot, Gender, Relation
 from app.esis.uwlr import (
     NS_AUTORISATIE,
@@ -47,6 +40,7 @@ from app.esis.uwlr import (
     SOAP_ACTION,
     UwlrConnection,
 )
+from fake_esis.pki import PemPair, make_ca, make_cert, pkcs12_bytes
 
 __all__ = [
     "DEFAULT_AUTORISATIE",

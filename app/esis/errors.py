@@ -1,0 +1,28 @@
+"""What the ESIS edge raises for input it cannot use: the sender's fault, never ours.
+
+The edge knows nothing of HTTP; these carry the status and problem type the service answers
+with (`app.errors` renders them like its own domain errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FormatError(Exception):
+    """A body, answer or certificate that cannot be used (422)."""
+
+    status: int = 422
+    slug: str = "validation"
+    title: str = "Request is not valid"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+class UnsupportedFormat(FormatError):
+    """A media type the edge cannot read (415)."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"

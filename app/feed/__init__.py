@@ -1,0 +1,1 @@
+"""The change feed: events read by other systems, with cursors."""

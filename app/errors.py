@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.esis.errors import FormatError
+from app.esis.errors import MAX_ERRORS, FormatError, summarise
 
 log = logging.getLogger("esis_sync.errors")
 
@@ -148,9 +148,12 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         {"field": _location(err["loc"]), "message": err["msg"], "type": err["type"]}
         for err in exc.errors()
     ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return problem_response(
-        status=422, slug="validation", title="Request is not valid", detail=detail, errors=errors
+        status=422,
+        slug="validation",
+        title="Request is not valid",
+        detail=summarise(errors),
+        errors=errors[:MAX_ERRORS],
     )
 
 

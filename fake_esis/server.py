@@ -15,6 +15,7 @@ Every socket has a timeout and leaving the `with` block stops the thread.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import ssl
@@ -31,7 +32,8 @@ from cryptography import x509
 from lxml import etree
 
 from app.esis.certs import ClientIdentity, load_client_identity
-from app.esis.schemas import EsisSnapshot, Gender, Relation
+from app.esis.edexml_write import write_edexml
+from app.esis.schemas import EsisSnapshot
 from app.esis.uwlr import (
     NS_AUTORISATIE,
     NS_LEERLINGGEGEVENS,
@@ -40,6 +42,7 @@ from app.esis.uwlr import (
     SOAP_ACTION,
     UwlrConnection,
 )
+from app.esis.xml import safe_parser
 from fake_esis.pki import PemPair, make_ca, make_cert, pkcs12_bytes
 
 __all__ = [
@@ -57,31 +60,14 @@ Mode = Literal["ok", "fault", "http_error", "stall", "truncate"]
 MODES = ("ok", "fault", "http_error", "stall", "truncate")
 PATH = "/uwlr2.2.svc"
 MAX_REQUEST_BYTES = 1024 * 1024
+AUTHOR = "fake ESIS"
 DEFAULT_AUTORISATIE = {
     "autorisatiesleutel": "fake-autorisatiesleutel",
     "klantcode": "K0001",
     "klantnaam": "Stichting Testbestuur",
 }
-GENDER_CODES = {
-    Gender.UNKNOWN: "0",
-    Gender.MALE: "1",
-    Gender.FEMALE: "2",
-    Gender.UNSPECIFIED: "9",
-}
-RELATION_CODES = {
-    Relation.FATHER: "vader",
-    Relation.MOTHER: "moeder",
-    Relation.CAREGIVER: "verzorger",
-    Relation.LEGAL_GUARDIAN: "voogd",
-    Relation.OTHER: "overig",
-}
-
 
 # --- documents -----------------------------------------------------------------------------
-
-
-def _safe_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _default_ns(namespace: str) -> Any:
@@ -95,7 +81,7 @@ def soap_answer(edex_xml: bytes) -> bytes:
     Like a real answer, every element is in the leerlinggegevens namespace (the default
     namespace), so an unprefixed `xsi:type` resolves to that namespace too.
     """
-    edex = etree.fromstring(edex_xml, _safe_parser())
+    edex = etree.fromstring(edex_xml, safe_parser())
     if edex.tag != "EDEX":
         raise ValueError("not an EDEXml document (root EDEX)")
     ll = f"{{{NS_LEERLINGGEGEVENS}}}"
@@ -127,94 +113,20 @@ def soap_fault(faultstring: str, faultcode: str = "s:Server") -> bytes:
     return etree.tostring(envelope, encoding="utf-8", xml_declaration=True)
 
 
-def _add(parent: etree._Element, tag: str, value: object | None) -> None:
-    if value is not None and value != "":
-        etree.SubElement(parent, tag).text = str(value)
-
-
-def _names(el: etree._Element, person: Any, *, initials: str = "voorletters-1") -> None:
-    _add(el, "achternaam", person.last_name)
-    _add(el, "voorvoegsel", person.name_prefix)
-    if hasattr(person, "first_names"):
-        _add(el, "voornamen", person.first_names)
-    _add(el, "voorletters-1" if initials == "voorletters-1" else initials, person.initials)
-    _add(el, "roepnaam", person.given_name)
-
-
 def edex_from_snapshot(snapshot: EsisSnapshot | Mapping[str, Any]) -> bytes:
     """An EDEXml 2.1 document (with this project's guardian block) holding `snapshot`.
 
-    Elements come in the XSD's order; inactive staff are left out (absence means inactive).
-    Staff roles are written as `rol`, so they must be EDEXml role codes (LRK, IB, DIR, ...).
-    `read_edexml` maps the result back onto an equal snapshot.
+    Written by the service's own writer (`write_edexml`), so the fake answers what the export
+    would write: inactive staff are left out (absence means inactive), staff roles outside
+    EDEXml's role codes become `rolomschrijving`. `read_edexml` maps the result back onto an
+    equal snapshot.
     """
     snap = snapshot if isinstance(snapshot, EsisSnapshot) else EsisSnapshot.model_validate(snapshot)
-    edex = etree.Element("EDEX", nsmap={"xsi": NS_XSI})
-    school = etree.SubElement(edex, "school")
-    _add(school, "schooljaar", snap.school.school_year)
-    _add(school, "brincode", snap.school.brin)
-    _add(school, "dependancecode", snap.school.branch)
-    if snap.school.generated_at is not None:
-        _add(school, "aanmaakdatum", snap.school.generated_at.isoformat())
-    _add(school, "auteur", "fake ESIS")
-    _add(school, "xsdversie", "2.1")
-
-    composite = {g.key for g in snap.groups if g.is_composite}
-    if snap.groups:
-        groepen = etree.SubElement(edex, "groepen")
-        for group in snap.groups:
-            tag = "samengestelde_groep" if group.is_composite else "groep"
-            el = etree.SubElement(groepen, tag, key=group.key)
-            _add(el, "naam", group.name)
-            if not group.is_composite:  # required by the XSD; "C" (combination) has no level
-                _add(el, "jaargroep", "C" if group.year_level is None else group.year_level)
-            _add(el, "omschrijving", group.description)
-
-    guardians: dict[str, list[tuple[Any, Relation | None]]] = {}
-    for guardian in snap.guardians:
-        for link in guardian.students:
-            guardians.setdefault(link.student, []).append((guardian, link.relation))
-
-    leerlingen = etree.SubElement(edex, "leerlingen")
-    for student in snap.students:
-        el = etree.SubElement(leerlingen, "leerling", key=student.key)
-        _names(el, student)
-        _add(el, "geboortedatum", student.birth_date)
-        _add(el, "geslacht", GENDER_CODES[student.gender] if student.gender else None)
-        _add(el, "jaargroep", student.year_level)
-        if student.group is not None:
-            etree.SubElement(el, "groep", key=student.group)
-        if student.composite_groups:
-            refs = etree.SubElement(el, "samengestelde_groepen")
-            for key in student.composite_groups:
-                etree.SubElement(refs, "samengestelde_groep", key=key)
-        _add(el, "emailadres", student.email)
-        if student.key in guardians:
-            blok = etree.SubElement(etree.SubElement(el, "toevoegingen"), "blok")
-            blok.set(f"{{{NS_XSI}}}type", "VerzorgersGegevensType")
-            _add(blok, "code", "verzorgers")
-            for guardian, relation in guardians[student.key]:
-                verzorger = etree.SubElement(blok, "verzorger", key=guardian.key)
-                _add(verzorger, "relatie", RELATION_CODES[relation] if relation else None)
-                _names(verzorger, guardian, initials="voorletters")
-                _add(verzorger, "emailadres", guardian.email)
-                _add(verzorger, "telefoonnummer", guardian.phone)
-
-    staff = [s for s in snap.staff if s.active]
-    if staff:
-        leerkrachten = etree.SubElement(edex, "leerkrachten")
-        for member in staff:
-            el = etree.SubElement(leerkrachten, "leerkracht", key=member.key)
-            _names(el, member)
-            _add(el, "emailadres", member.email)
-            for role in member.roles:
-                _add(el, "rol", role)
-            if member.groups:
-                refs = etree.SubElement(el, "groepen")
-                for key in member.groups:
-                    tag = "samengestelde_groep" if key in composite else "groep"
-                    etree.SubElement(refs, tag, key=key)
-    return etree.tostring(edex, encoding="utf-8", xml_declaration=True, pretty_print=True)
+    shape = snap.model_dump(mode="json")
+    shape["staff"] = [member for member in shape["staff"] if member["active"]]
+    out = io.BytesIO()
+    write_edexml(shape, out, generated_at=snap.school.generated_at, author=AUTHOR)
+    return out.getvalue()
 
 
 def _default_snapshot(brin: str, branch: str) -> dict[str, Any]:
@@ -298,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self.rfile.read(int(length))
         try:
-            envelope = etree.fromstring(raw, _safe_parser())
+            envelope = etree.fromstring(raw, safe_parser())
         except etree.XMLSyntaxError:
             self._fault("Het verzoek is geen geldige XML")
             return
@@ -527,7 +439,7 @@ class FakeEsis:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if isinstance(answer, bytes):
             try:
-                is_edex = etree.fromstring(answer, _safe_parser()).tag == "EDEX"
+                is_edex = etree.fromstring(answer, safe_parser()).tag == "EDEX"
             except etree.XMLSyntaxError:  # served as it is: a test of a broken answer
                 is_edex = False
             body = soap_answer(answer) if is_edex else answer

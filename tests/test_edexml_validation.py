@@ -12,13 +12,12 @@ from lxml import etree
 
 from app.esis.edexml_validate import (
     MAX_DEPTH,
-    PARSER_OPTIONS,
     Problem,
-    safe_parser,
     schema_path,
     validate_edexml,
 )
 from app.esis.errors import FormatError
+from app.esis.xml import PARSER_OPTIONS, safe_parser
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "edexml"
 SAMPLE_21 = (OFFICIAL / "EDEXML-2.1" / "EDEXML.Voorbeeld.2.1.xml").read_bytes()

@@ -36,6 +36,7 @@ from app.esis.schemas import (
     SnapshotStaff,
     SnapshotStudent,
 )
+from app.esis.vocabulary import GENDERS, NON_NUMERIC_YEAR_LEVELS, RELATIONS
 
 __all__ = ["EdexmlRead", "read_edexml"]
 
@@ -49,17 +50,6 @@ LINK_FIELDS = {"student", "relation"}
 # board export with thousands of left students does not make a report of thousands of lines.
 MAX_WARNINGS_PER_KIND = 20
 
-GENDERS = {"0": Gender.UNKNOWN, "1": Gender.MALE, "2": Gender.FEMALE, "9": Gender.UNSPECIFIED}
-RELATIONS = {
-    "vader": Relation.FATHER,
-    "moeder": Relation.MOTHER,
-    "verzorger": Relation.CAREGIVER,
-    "voogd": Relation.LEGAL_GUARDIAN,
-    "overig": Relation.OTHER,
-}
-# Jaargroep codes of the standard that are not a number (baby, dreumes, special education,
-# combination group, not PO/VO, historical): they carry no year level.
-NON_NUMERIC_YEAR_LEVELS = frozenset({"B", "D", "S", "V", "C", "N", "H"})
 # The EDEXml element a model field comes from, for messages about a missing value.
 FIELD_ELEMENTS = {
     "brin": "brincode",

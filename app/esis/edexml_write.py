@@ -34,6 +34,8 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from app.esis.vocabulary import GENDER_CODES, NO_YEAR_LEVEL, RELATION_CODES, ROLES, YEAR_LEVELS
+
 __all__ = ["KEY_PREFIXES", "school_year_of", "write_edexml"]
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -42,39 +44,6 @@ GUARDIAN_BLOCK = "VerzorgersGegevensType"
 XSD_VERSION = "2.1"
 AUTHOR = "esis-sync"
 
-GENDERS = {"unknown": "0", "male": "1", "female": "2", "unspecified": "9"}
-RELATIONS = {
-    "father": "vader",
-    "mother": "moeder",
-    "caregiver": "verzorger",
-    "legal_guardian": "voogd",
-    "other": "overig",
-}
-# EDEXJaargroepType's numeric codes; a class without a year level is a combination group.
-YEAR_LEVELS = frozenset({*range(0, 9), *range(11, 17)})
-NO_YEAR_LEVEL = "C"
-# EDEXLeerkrachtRolType; other roles are written as free text (rolomschrijving).
-ROLES = frozenset(
-    {
-        "ADJ",
-        "ADM",
-        "CON",
-        "DIR",
-        "ICT",
-        "IB",
-        "KLA",
-        "LRK",
-        "LOS",
-        "LOC",
-        "OWA",
-        "OUD",
-        "RT",
-        "SMW",
-        "STA",
-        "TAL",
-        "VAK",
-    }
-)
 KEY_PREFIXES = {"school_group": "G-", "student": "L-", "guardian": "V-", "staff": "LK-"}
 
 # Maximum lengths of the schema's types (EDEXML.types.vast.xsd, EDEXML.types.verzorgers.xsd).
@@ -164,8 +133,8 @@ def _group(row: Mapping[str, Any]) -> etree._Element:
 
 def _guardian(row: Mapping[str, Any], relation: str | None) -> etree._Element | None:
     el = etree.Element("verzorger", key=str(row["key"]))
-    if relation in RELATIONS:
-        etree.SubElement(el, "relatie").text = RELATIONS[relation]
+    if (code := RELATION_CODES.get(relation or "")) is not None:
+        etree.SubElement(el, "relatie").text = code
     if not _names(el, row, guardian=True):
         return None
     if (email := _email(row.get("email"), "guardian")) is not None:
@@ -183,8 +152,8 @@ def _student(
     if not _names(el, row):
         return None
     _add(el, "geboortedatum", row.get("birth_date"))
-    if (gender := row.get("gender")) in GENDERS:
-        etree.SubElement(el, "geslacht").text = GENDERS[gender]
+    if (code := GENDER_CODES.get(row.get("gender") or "")) is not None:
+        etree.SubElement(el, "geslacht").text = code
     if (level := row.get("year_level")) in YEAR_LEVELS:
         etree.SubElement(el, "jaargroep").text = str(level)
     if row.get("group"):
@@ -226,9 +195,16 @@ def _staff(row: Mapping[str, Any]) -> etree._Element | None:
     return el
 
 
-def write_edexml(snapshot: Snapshot, out: IO[bytes], *, generated_at: dt.datetime) -> None:
+def write_edexml(
+    snapshot: Snapshot,
+    out: IO[bytes],
+    *,
+    generated_at: dt.datetime | None,
+    author: str = AUTHOR,
+) -> None:
     """Writes `snapshot` (the `EsisSnapshot` JSON shape) to `out` as EDEXml 2.1, record by
-    record. The caller makes sure there is at least one student.
+    record. The caller makes sure there is at least one student. Without `generated_at` the
+    document has no `aanmaakdatum` (the schema allows that).
     """
     composite = {str(g["key"]) for g in snapshot.get("groups", []) if g.get("is_composite")}
     linked: dict[str, list[tuple[Mapping[str, Any], str | None]]] = defaultdict(list)
@@ -241,9 +217,10 @@ def write_edexml(snapshot: Snapshot, out: IO[bytes], *, generated_at: dt.datetim
     etree.SubElement(head, "schooljaar").text = str(school["school_year"])
     etree.SubElement(head, "brincode").text = str(school["brin"]).upper()
     etree.SubElement(head, "dependancecode").text = str(school.get("branch") or "00")
-    stamp = generated_at.astimezone(AMSTERDAM).replace(microsecond=0).isoformat()
-    etree.SubElement(head, "aanmaakdatum").text = stamp
-    etree.SubElement(head, "auteur").text = AUTHOR
+    if generated_at is not None:
+        stamp = generated_at.astimezone(AMSTERDAM).replace(microsecond=0).isoformat()
+        etree.SubElement(head, "aanmaakdatum").text = stamp
+    etree.SubElement(head, "auteur").text = author
     etree.SubElement(head, "xsdversie").text = XSD_VERSION
 
     def section(xf: Any, tag: str, elements: Iterable[etree._Element | None]) -> None:

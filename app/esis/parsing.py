@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.esis.errors import FormatError, UnsupportedFormat
+from app.esis.errors import FormatError, UnsupportedFormat, invalid
 from app.esis.schemas import EsisSnapshot
 
 JSON_TYPES = frozenset({"application/json"})
@@ -16,7 +16,6 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 # How a pulled UWLR answer (a SOAP envelope) is stored; never accepted from clients.
 UWLR_TYPE = "application/vnd.uwlr.leerlinggegevens+xml"
 LISTS = ("groups", "students", "guardians", "staff")
-MAX_ERRORS = 50
 
 
 @dataclass(frozen=True)
@@ -63,10 +62,9 @@ def parse_json(body: bytes) -> EsisSnapshot:
     except ValidationError as exc:
         errors = [
             {"field": _field(err["loc"], raw), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors()[:MAX_ERRORS]
+            for err in exc.errors()
         ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise FormatError(detail, errors=errors) from None
+        raise invalid(errors) from None
 
 
 def _field(loc: tuple[Any, ...], raw: Any) -> str:

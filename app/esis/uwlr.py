@@ -34,6 +34,7 @@ from lxml import etree
 from app.esis.certs import ClientIdentity
 from app.esis.edexml import EdexmlRead, read_edexml
 from app.esis.errors import FormatError
+from app.esis.xml import doctype_line, has_doctype, safe_parser, syntax_message
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -84,8 +85,6 @@ UwlrErrorKind = Literal[
 _BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
 _BRANCH = re.compile(r"^[0-9]{2}$")
 _SCHOOL_YEAR = re.compile(r"^[0-9]{4}-[0-9]{4}$")
-_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_:]")
-_SYNTAX_POSITION = re.compile(r"(, line \d+, column \d+|\s*Bytes:.*)$")
 _EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
 _DIGITS = re.compile(r"\d{6,}")
 
@@ -194,27 +193,18 @@ def parse_xml(body: bytes) -> etree._Element:
 
     A body that ends early is `truncated`, other syntax errors `malformed`; both transient.
     """
-    first = _FIRST_ELEMENT.search(body)
-    if body.find(b"<!DOCTYPE", 0, first.start() if first else len(body)) >= 0:
+    if doctype_line(body) is not None:
         raise _malformed("the answer has a DOCTYPE, which is not allowed", transient=False)
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
     try:
-        root = etree.fromstring(body, parser)
+        root = etree.fromstring(body, safe_parser())
     except etree.XMLSyntaxError as exc:
-        message = _SYNTAX_POSITION.sub("", exc.msg or "syntax error")[:160]
+        message = syntax_message(exc)[:160]
         if _ends_early(body, exc):
             raise UwlrError(
                 "truncated", transient=True, detail=f"the answer ends early: {message}"
             ) from None
         raise _malformed(f"the answer is not well-formed XML: {message}") from None
-    if getattr(root.getroottree().docinfo, "doctype", ""):
+    if has_doctype(root):
         raise _malformed("the answer has a DOCTYPE, which is not allowed", transient=False)
     return root
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from app.esis.errors import FormatError
+from app.esis.errors import FormatError, invalid
 from app.esis.schemas import EsisSnapshot
-
-MAX_ERRORS = 50
 
 
 def check_snapshot(
@@ -67,7 +65,4 @@ def check_snapshot(
                 error(f"staff (key {member.key}).groups", f"unknown group key {key!r}")
 
     if errors:
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        if len(errors) > 5:
-            detail += f"; and {len(errors) - 5} more"
-        raise FormatError(detail, errors=errors[:MAX_ERRORS])
+        raise invalid(errors)

@@ -1,0 +1,124 @@
+"""Safe XML parsing, for every XML document the project reads (EDEXml, UWLR, the fake ESIS).
+
+One set of parser options: no DTD, no entity resolution, no network, libxml2's limits left
+on (no `huge_tree`, so its entity amplification guard and text size limits stay), comments
+and processing instructions dropped. A DOCTYPE is refused from the bytes, before libxml2
+reads any entity declaration in it (`doctype_line`), and again from the parsed tree
+(`has_doctype`) for encodings the byte check cannot see. Each caller turns these answers
+into its own error: a 422 for an uploaded EDEXml file, a transient pull failure for a UWLR
+answer.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from lxml import etree
+
+__all__ = [
+    "ENCODINGS",
+    "PARSER_OPTIONS",
+    "WIDE_ENCODINGS",
+    "declared_encoding",
+    "doctype_line",
+    "has_doctype",
+    "is_wide",
+    "safe_iterparse",
+    "safe_parser",
+    "schema_parser",
+    "syntax_message",
+]
+
+PARSER_OPTIONS: dict[str, bool] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+
+# Encodings a school's export is written in; anything else is refused before parsing.
+ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf8",
+        "us-ascii",
+        "ascii",
+        "iso-8859-1",
+        "iso8859-1",
+        "latin1",
+        "latin-1",
+        "iso-8859-15",
+        "windows-1252",
+        "cp1252",
+        "utf-16",
+        "utf-16le",
+        "utf-16be",
+    }
+)
+WIDE_ENCODINGS = ("utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "ucs-4", "ucs4")
+
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_:]")
+_DECLARATION = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([^\"'>]{0,64})")
+_SYNTAX_POSITION = re.compile(r"(, line \d+, column \d+|\s*Bytes:.*)$")
+
+
+def safe_parser() -> etree.XMLParser:
+    """An XMLParser with PARSER_OPTIONS, for a document parsed as a whole."""
+    options = PARSER_OPTIONS
+    return etree.XMLParser(
+        resolve_entities=options["resolve_entities"],
+        no_network=options["no_network"],
+        load_dtd=options["load_dtd"],
+        huge_tree=options["huge_tree"],
+        remove_comments=options["remove_comments"],
+        remove_pis=options["remove_pis"],
+    )
+
+
+def schema_parser() -> etree.XMLParser:
+    """A parser for the shipped XSDs: as safe, but keeping their comments (documentation)."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def safe_iterparse(body: bytes, events: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+    """`lxml.etree.iterparse` over `body` with PARSER_OPTIONS, for a document that streams."""
+    return iter(etree.iterparse(io.BytesIO(body), events=events, **PARSER_OPTIONS))
+
+
+def doctype_line(body: bytes) -> int | None:
+    """The line of a DOCTYPE before the root element, or None. A DOCTYPE can only come there;
+    finding it in the bytes refuses it before libxml2 reads any entity declaration in it."""
+    first = _FIRST_ELEMENT.search(body)
+    doctype = body.find(b"<!DOCTYPE", 0, first.start() if first else len(body))
+    return body.count(b"\n", 0, doctype) + 1 if doctype >= 0 else None
+
+
+def has_doctype(root: etree._Element) -> bool:
+    """Whether the parsed document had a DOCTYPE (the check for UTF-16/32 bodies)."""
+    return bool(getattr(root.getroottree().docinfo, "doctype", ""))
+
+
+def is_wide(body: bytes) -> bool:
+    """UTF-16 or UTF-32 by byte order mark or by the zero bytes around `<`."""
+    return body[:2] in (b"\xff\xfe", b"\xfe\xff") or body[:4] in (
+        b"<\x00?\x00",
+        b"\x00<\x00?",
+        b"<\x00\x00\x00",
+        b"\x00\x00\x00<",
+    )
+
+
+def declared_encoding(body: bytes) -> str | None:
+    """The encoding the XML declaration names (as written), or None without one."""
+    declared = _DECLARATION.match(body)
+    return declared.group(1).decode("ascii", "replace").strip() if declared else None
+
+
+def syntax_message(exc: etree.XMLSyntaxError) -> str:
+    """libxml2's message without its position and byte dump (the caller names the line)."""
+    return _SYNTAX_POSITION.sub("", exc.msg or "syntax error")

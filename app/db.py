@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,6 +101,21 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def begin_write(session: Session) -> None:
     """Mark the session's transaction as a writer (BEGIN IMMEDIATE on SQLite)."""
     session.connection(execution_options={"sqlite_write": True})
+
+
+@contextlib.contextmanager
+def write_transaction(sessions: Callable[[], Session]) -> Iterator[Session]:
+    """A session in one write transaction: begun as a writer (`begin_write`), committed when
+    the block ends, rolled back when it raises. Services that own their transactions (a
+    command, a pull, a job) take it instead of writing `begin_write ... commit` by hand."""
+    with sessions() as session:
+        begin_write(session)
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -7,12 +7,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
 
+from app.auth import repository
 from app.auth.models import ApiKey, Role
-from app.db import utcnow
 from app.errors import NotFound
 
 KEY_PREFIX = "esk_"
@@ -62,41 +60,25 @@ def create_key(
 def authenticate(*, session: Session, secret: str) -> Principal | None:
     if not secret.startswith(KEY_PREFIX):
         return None
-    row = session.execute(
-        select(ApiKey.id, ApiKey.role, ApiKey.school_id, ApiKey.secret_hash).where(
-            ApiKey.secret_hash == hash_secret(secret),
-            ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
-        )
-    ).one_or_none()
+    row = repository.active_key_by_hash(session=session, secret_hash=hash_secret(secret))
     if row is None or not secrets.compare_digest(row.secret_hash, hash_secret(secret)):
         return None
     return Principal(key_id=row.id, role=Role(row.role), school_id=row.school_id)
 
 
 def list_keys(*, session: Session, school_id: uuid.UUID) -> list[ApiKey]:
-    return list(
-        session.scalars(
-            select(ApiKey).where(ApiKey.school_id == school_id).order_by(col(ApiKey.created_at))
-        )
-    )
+    return repository.keys_of_school(session=session, school_id=school_id)
 
 
 def revoke_key(*, session: Session, school_id: uuid.UUID, key_id: uuid.UUID) -> None:
-    result = session.execute(
-        update(ApiKey)
-        .where(
-            col(ApiKey.id) == key_id,
-            col(ApiKey.school_id) == school_id,
-            col(ApiKey.revoked_at).is_(None),
-        )
-        .values(revoked_at=utcnow())
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined,unused-ignore]
+    if not repository.revoke(session=session, key_id=key_id, school_id=school_id):
         raise NotFound(f"no active API key {key_id} at this school")
 
 
+def revoke_any_key(*, session: Session, key_id: uuid.UUID) -> bool:
+    """Revoke a key of any school or role (the operator's command); False when none is active."""
+    return repository.revoke(session=session, key_id=key_id)
+
+
 def operator_key_exists(*, session: Session) -> bool:
-    return (
-        session.scalar(select(ApiKey.id).where(ApiKey.role == Role.OPERATOR.value).limit(1))
-        is not None
-    )
+    return repository.operator_key_exists(session=session)

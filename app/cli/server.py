@@ -1,0 +1,120 @@
+"""Running the service: `migrate`, `serve` and `worker`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import Engine
+
+from app.cli.common import cli, database, load_settings
+from app.config import Settings
+from app.db import write_transaction
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest migration (run before serving)."""
+    from app.migrations import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    typer.echo("database schema is at the latest migration")
+
+
+@cli.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="One pass, then exit (for cron or tests).")] = False,
+) -> None:
+    """Run the scheduler: daily pulls at each school's sync time, and recovery.
+
+    On PostgreSQL a procrastinate worker: start as many as you like, on any machines."""
+    import threading
+
+    from app.worker import run
+
+    settings = load_settings(needs_secret_key=True)
+    stop = threading.Event()
+    typer.echo(
+        f"worker: looking for due schools every {settings.scheduler_interval_seconds} s", err=True
+    )
+    if not settings.is_sqlite and not once:
+        from app.jobs import run_worker
+
+        with database(settings) as db:
+            _recover(settings, db.engine)
+        run_worker(settings)
+        return
+    try:
+        pulled = run(settings, stop=stop, once=once)
+    except KeyboardInterrupt:
+        stop.set()
+        return
+    typer.echo(f"worker: {pulled} pull(s)")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides ESIS_SYNC_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides ESIS_SYNC_PORT.")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the API with uvicorn. The schema must be migrated first (`esis-sync migrate`)."""
+    import uvicorn
+
+    from app.auth.models import Role
+    from app.auth.service import create_key, operator_key_exists
+    from app.migrations import current_revision, head_revision
+
+    settings = load_settings(needs_secret_key=True)
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    base = f"http://{bind_host}:{bind_port}"
+    with database(settings) as db:
+        if current_revision(db.engine) != head_revision(settings.database_url):
+            typer.echo(
+                "the database schema is not at the latest migration: run `esis-sync migrate` first",
+                err=True,
+            )
+            raise typer.Exit(1)
+        if settings.should_bootstrap_operator_key:
+            with write_transaction(db.sessions) as session:
+                if not operator_key_exists(session=session):
+                    _key, secret = create_key(
+                        session=session,
+                        role=Role.OPERATOR,
+                        name="first operator key",
+                        school_id=None,
+                        created_by="first start",
+                    )
+                    typer.echo(f"\nFirst operator key (shown once, keep it): {secret}\n")
+        _recover(settings, db.engine)
+    if settings.runs_embedded_worker and workers == 1:
+        from app.worker import start_in_thread
+
+        start_in_thread(settings)
+        typer.echo("the scheduler runs in this process (ESIS_SYNC_EMBEDDED_WORKER)")
+    typer.echo(f"esis-sync on {base}  docs: {base}/docs  health: {base}/healthz")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        log_level=settings.log_level.value.lower(),
+        access_log=False,
+    )
+
+
+def _recover(settings: Settings, engine: Engine) -> None:
+    """Snapshots stored but not applied when the last process died are applied now."""
+    import datetime as dt
+
+    from app.coupling.receive import recover_interrupted
+    from app.db import make_sessionmaker
+
+    done = recover_interrupted(
+        sessions=make_sessionmaker(engine), today=dt.datetime.now(settings.tz).date()
+    )
+    if done:
+        typer.echo(f"applied {len(done)} snapshot(s) interrupted by the last stop", err=True)

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
-from app.db import begin_write, utcnow
+from app.db import utcnow, write_transaction
 from app.errors import Conflict, NotFound, Unprocessable
 from app.esis.parsing import Parsed, parse_snapshot
 from app.events.service import Change, emit
@@ -21,8 +20,11 @@ from app.schools import repository as schools
 from app.schools.models import CouplingState, School
 from app.sync.models import RunKind, RunStatus, Snapshot, SyncRun
 from app.sync.repository import latest_snapshot
-from app.year_transition import service
+from app.year_transition import repository
+from app.year_transition.apply import apply, record
+from app.year_transition.decide import decide
 from app.year_transition.models import TransitionStatus, YearTransition
+from app.year_transition.report import more_pages, report
 
 
 @dataclass
@@ -38,8 +40,8 @@ def start_from_snapshot(
 ) -> Outcome:
     """Decide, record, and apply unless the guard holds it (the caller owns the transaction)."""
     assert run.snapshot_id is not None
-    decision = service.decide(session=session, school=school, snapshot=parsed.snapshot)
-    transition = service.record(
+    decision = decide(session=session, school=school, snapshot=parsed.snapshot)
+    transition = record(
         session=session,
         school=school,
         snapshot_id=run.snapshot_id,
@@ -56,7 +58,7 @@ def start_from_snapshot(
                 f"confirms or rejects it (transition {transition.id})"
             ],
         )
-    counts = service.apply(
+    counts = apply(
         session=session,
         school=school,
         transition=transition,
@@ -98,9 +100,9 @@ def preview(
         offset = decode_cursor(cursor)
         if not isinstance(offset, int) or offset < 0:
             raise Unprocessable("cursor: not a cursor this service issued")
-    decision = service.decide(session=session, school=school, snapshot=parsed.snapshot)
-    more = service.more_pages(decision, limit=limit, offset=offset)
-    return service.report(decision, limit=limit, offset=offset), (
+    decision = decide(session=session, school=school, snapshot=parsed.snapshot)
+    more = more_pages(decision, limit=limit, offset=offset)
+    return report(decision, limit=limit, offset=offset), (
         encode_cursor(offset + limit) if more else None
     )
 
@@ -121,16 +123,11 @@ def _run(session: Session, school: School, snapshot_id: uuid.UUID, actor: str) -
 def start_by_admin(
     *, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: str
 ) -> YearTransition:
-    with sessions() as session:
-        begin_write(session)
+    with write_transaction(sessions) as session:
         school = schools.lock(session=session, school_id=school_id)
         row, parsed = _new_year_snapshot(session, school)
-        held = session.scalar(
-            select(YearTransition).where(
-                YearTransition.school_id == school_id,
-                YearTransition.snapshot_id == row.id,
-                YearTransition.status == TransitionStatus.HELD.value,
-            )
+        held = repository.held_for_snapshot(
+            session=session, school_id=school_id, snapshot_id=row.id
         )
         if held is not None:
             raise Conflict(
@@ -142,8 +139,7 @@ def start_by_admin(
             session=session, school=school, run=run, parsed=parsed, actor=actor
         )
         _finish(run, outcome)
-        session.commit()
-        return outcome.transition
+    return outcome.transition
 
 
 def decide_held(
@@ -155,10 +151,11 @@ def decide_held(
     actor: str,
 ) -> YearTransition:
     """An admin confirms a held transition (it is applied as it stands now) or rejects it."""
-    with sessions() as session:
-        begin_write(session)
+    with write_transaction(sessions) as session:
         school = schools.lock(session=session, school_id=school_id)
-        transition = session.get(YearTransition, (school_id, transition_id))
+        transition = repository.get(
+            session=session, school_id=school_id, transition_id=transition_id
+        )
         if transition is None:
             raise NotFound(f"no year transition {transition_id}")
         if transition.status != TransitionStatus.HELD.value:
@@ -186,15 +183,14 @@ def decide_held(
                     )
                 ],
             )
-            session.commit()
             return transition
         snapshot = session.get_one(Snapshot, (school_id, transition.snapshot_id))
         parsed = parse_snapshot(snapshot.body, snapshot.content_type)
-        decision = service.decide(session=session, school=school, snapshot=parsed.snapshot)
+        decision = decide(session=session, school=school, snapshot=parsed.snapshot)
         run = _run(session, school, snapshot.id, actor)
         transition.run_id = run.id
-        transition.report = service.report(decision)
-        counts = service.apply(
+        transition.report = report(decision)
+        counts = apply(
             session=session,
             school=school,
             transition=transition,
@@ -214,8 +210,7 @@ def decide_held(
                 ],
             ),
         )
-        session.commit()
-        return transition
+    return transition
 
 
 def _finish(run: SyncRun, outcome: Outcome) -> None:
@@ -227,17 +222,11 @@ def _finish(run: SyncRun, outcome: Outcome) -> None:
 
 
 def get(*, session: Session, school_id: uuid.UUID, transition_id: uuid.UUID) -> YearTransition:
-    transition = session.get(YearTransition, (school_id, transition_id))
+    transition = repository.get(session=session, school_id=school_id, transition_id=transition_id)
     if transition is None:
         raise NotFound(f"no year transition {transition_id}")
     return transition
 
 
 def list_all(*, session: Session, school_id: uuid.UUID) -> list[YearTransition]:
-    return list(
-        session.scalars(
-            select(YearTransition)
-            .where(YearTransition.school_id == school_id)
-            .order_by(col(YearTransition.created_at).desc())
-        )
-    )
+    return repository.list_all(session=session, school_id=school_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.coupling.receive import record_failure
-from app.db import begin_write, utcnow
+from app.db import utcnow, write_transaction
 from app.errors import Conflict
 from app.esis.parsing import Parsed, parse_snapshot
 from app.esis.schemas import EsisSnapshot
@@ -82,8 +82,7 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
     Refused (409) while the readiness check (R1) finds gaps. Records already here from EDEXml
     or local creation are matched, not duplicated; the run's report lists the pairing.
     """
-    with sessions() as session:
-        begin_write(session)
+    with write_transaction(sessions) as session:
         school = schools.lock(session=session, school_id=school_id)
         if school.coupling == CouplingState.ACTIVE.value:
             raise Conflict("the coupling is already active")
@@ -112,7 +111,7 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
                 session=session, school=school, run_id=run.id, parsed=parsed, activation=True
             )
         except Exception as exc:
-            session.rollback()
+            session.rollback()  # frees the write lock for the failure's own transaction
             # Nothing of the initial load stays; the failed attempt is recorded on its own.
             failed = SyncRun(
                 school_id=school_id,
@@ -130,8 +129,7 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
         run.report = result.report
         run.status = RunStatus.APPLIED.value
         run.finished_at = utcnow()
-        session.commit()
-        return run
+    return run
 
 
 def deactivate(*, session: Session, school_id: uuid.UUID, actor: str) -> School:

@@ -16,13 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-# Imported for their tables in app.db.metadata.
-import app.roster.models
-import app.schools.models  # noqa: F401
-from app.db import metadata
+from app.coupling import repository
 from app.errors import Conflict, NotFound
 from app.esis.edexml_validate import validate_edexml
 from app.esis.edexml_write import KEY_PREFIXES, school_year_of, write_edexml
@@ -59,16 +55,8 @@ def export_edexml(
 # --- the database -----------------------------------------------------------------------------
 
 
-def _table(name: str) -> Table:
-    return metadata.tables[name]
-
-
 def _live(session: Session, name: str, school_id: uuid.UUID) -> list[Row]:
-    t = _table(name)
-    query = select(t).where(t.c.school_id == school_id, t.c.deleted_at.is_(None))
-    if "tombstoned_at" in t.c:
-        query = query.where(t.c.tombstoned_at.is_(None))
-    return [dict(row) for row in session.execute(query).mappings()]
+    return repository.live_rows(session=session, table_name=name, school_id=school_id)
 
 
 def _keys(rows: Sequence[Row], table: str) -> dict[uuid.UUID, str]:
@@ -87,8 +75,7 @@ def _keys(rows: Sequence[Row], table: str) -> dict[uuid.UUID, str]:
 
 def load_snapshot(*, session: Session, school_id: uuid.UUID, today: dt.date) -> dict[str, Any]:
     """The school's live data in the `EsisSnapshot` JSON shape (keys as in the export)."""
-    schools = _table("school")
-    school = session.execute(select(schools).where(schools.c.id == school_id)).mappings().first()
+    school = repository.school_row(session=session, school_id=school_id)
     if school is None:
         raise NotFound("school not found")
 

@@ -12,12 +12,11 @@ import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import select
 
+from app.coupling import repository as coupling
 from app.coupling.receive import record_failure
-from app.db import begin_write, metadata, utcnow
+from app.db import utcnow, write_transaction
 from app.errors import Conflict
 from app.esis.edexml import read_edexml
 from app.esis.validation import check_snapshot
@@ -42,8 +41,7 @@ def import_edexml(
 ) -> SyncRun:
     """Read (a bad file is a 4xx and nothing is stored), then store and apply in one go."""
     read = read_edexml(body)
-    with sessions() as session:
-        begin_write(session)
+    with write_transaction(sessions) as session:
         school = schools.lock(session=session, school_id=school_id)
         if school.coupling == CouplingState.ACTIVE.value:
             raise Conflict(
@@ -66,7 +64,7 @@ def import_edexml(
                 session, school_id, run, read.snapshot, list(read.warnings), remove_missing, actor
             )
         except Exception as exc:
-            session.rollback()
+            session.rollback()  # frees the write lock for the failure's own transaction
             failed = SyncRun(
                 school_id=school_id,
                 snapshot_id=None,
@@ -76,15 +74,12 @@ def import_edexml(
             )
             record_failure(sessions=sessions, run=failed, exc=exc)
             raise
-        session.commit()
-        return run
+    return run
 
 
 def _stored(session: Session, school_id: uuid.UUID, body: bytes, actor: str, year: str) -> Snapshot:
     digest = hashlib.sha256(body).hexdigest()
-    existing = session.scalar(
-        select(Snapshot).where(Snapshot.school_id == school_id, Snapshot.body_sha256 == digest)
-    )
+    existing = coupling.snapshot_by_digest(session=session, school_id=school_id, digest=digest)
     if existing is not None:
         return existing  # the same file again: a new run, the same stored body
     snapshot = Snapshot(
@@ -125,13 +120,13 @@ def _apply(
     removed = 0
     if remove_missing:
         for item in plan.absent:
-            t = metadata.tables[item["table"]]
-            session.execute(
-                update(t)
-                .where(t.c.school_id == school_id, t.c.id == item["id"])
-                .values(
-                    deleted_at=now, deleted_by=REMOVED_BY, updated_at=now, version=t.c.version + 1
-                )
+            coupling.soft_delete(
+                session=session,
+                school_id=school_id,
+                table_name=item["table"],
+                record_id=item["id"],
+                deleted_by=REMOVED_BY,
+                now=now,
             )
             plan.changes.append(
                 Change(

@@ -17,22 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
 from app.config import Settings
+from app.coupling import repository
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot, record_failure
 from app.coupling.schemas import ConnectionPut
 from app.crypto import decrypt, encrypt
-from app.db import begin_write, utcnow
+from app.db import utcnow, write_transaction
 from app.errors import ClientError, DomainError, NotFound, Unprocessable
 from app.esis import uwlr
 from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.parsing import UWLR_TYPE, Parsed
 from app.events.service import Change, emit
-from app.schools.models import CouplingState, School
+from app.schools.models import School
 from app.sync.models import RunKind, SyncRun
 
 log = logging.getLogger("esis_sync.pull")
@@ -70,7 +69,7 @@ def put_connection(
 ) -> EsisConnection:
     """Create or replace the school's connection; the certificate is checked on upload."""
     identity = _identity(data)
-    row = session.scalar(select(EsisConnection).where(EsisConnection.school_id == school_id))
+    row = repository.connection_of(session=session, school_id=school_id)
     if row is None and (identity is None or data.autorisatiesleutel is None):
         raise Unprocessable(
             "a new connection needs the client certificate and the autorisatiesleutel",
@@ -128,7 +127,7 @@ def put_connection(
 
 
 def get_connection(*, session: Session, school_id: uuid.UUID) -> EsisConnection:
-    row = session.scalar(select(EsisConnection).where(EsisConnection.school_id == school_id))
+    row = repository.connection_of(session=session, school_id=school_id)
     if row is None:
         raise NotFound("this school has no ESIS connection: PUT one first")
     return row
@@ -224,16 +223,7 @@ def due(*, session: Session, now: dt.datetime, tz: Any) -> list[uuid.UUID]:
     """Active schools whose daily sync time (school-local, R3) has passed today and that were
     not pulled yet today, nor are leased by a worker right now."""
     local = now.astimezone(tz)
-    rows = session.execute(
-        select(col(School.id), col(School.daily_sync_time), col(EsisConnection.last_pulled_on))
-        .join(EsisConnection, col(EsisConnection.school_id) == col(School.id))
-        .where(
-            School.coupling == CouplingState.ACTIVE.value,
-            or_(
-                col(EsisConnection.claimed_until).is_(None), col(EsisConnection.claimed_until) < now
-            ),
-        )
-    )
+    rows = repository.pull_candidates(session=session, now=now)
     return [
         school_id
         for school_id, at, last in rows
@@ -245,36 +235,16 @@ def claim(
     *, sessions: sessionmaker[Session], school_id: uuid.UUID, now: dt.datetime, today: dt.date
 ) -> bool:
     """Lease the school's daily pull: one conditional UPDATE, so only one worker wins."""
-    with sessions() as session:
-        begin_write(session)
-        won = session.execute(
-            update(EsisConnection)
-            .where(
-                col(EsisConnection.school_id) == school_id,
-                or_(
-                    col(EsisConnection.claimed_until).is_(None),
-                    col(EsisConnection.claimed_until) < now,
-                ),
-                or_(
-                    col(EsisConnection.last_pulled_on).is_(None),
-                    col(EsisConnection.last_pulled_on) < today,
-                ),
-            )
-            .values(claimed_until=now + LEASE)
-        ).rowcount  # type: ignore[attr-defined]
-        session.commit()
+    with write_transaction(sessions) as session:
+        won = repository.claim_pull(
+            session=session, school_id=school_id, now=now, until=now + LEASE, today=today
+        )
     return bool(won)
 
 
 def finish(*, sessions: sessionmaker[Session], school_id: uuid.UUID, today: dt.date) -> None:
-    with sessions() as session:
-        begin_write(session)
-        session.execute(
-            update(EsisConnection)
-            .where(col(EsisConnection.school_id) == school_id)
-            .values(last_pulled_on=today, claimed_until=None)
-        )
-        session.commit()
+    with write_transaction(sessions) as session:
+        repository.finish_pull(session=session, school_id=school_id, today=today)
 
 
 def run_due(

@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
 
 from app.config import Settings
+from app.coupling import repository
 from app.coupling.models import SigningSecret
 from app.crypto import decrypt, encrypt
 from app.db import utcnow
@@ -53,13 +53,7 @@ def create(
 
 
 def active(*, session: Session, school_id: uuid.UUID) -> list[SigningSecret]:
-    return list(
-        session.scalars(
-            select(SigningSecret)
-            .where(SigningSecret.school_id == school_id, col(SigningSecret.revoked_at).is_(None))
-            .order_by(col(SigningSecret.created_at))
-        )
-    )
+    return repository.active_signing_secrets(session=session, school_id=school_id)
 
 
 def revoke(*, session: Session, school_id: uuid.UUID, secret_id: uuid.UUID, actor: str) -> None:

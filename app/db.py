@@ -53,7 +53,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+    def process_result_value(
+        self,
+        value: Any,
+        dialect: Dialect,  # noqa: ARG002 (SQLAlchemy's signature)
+    ) -> dt.datetime | None:
         if value is None:
             return None
         assert isinstance(value, dt.datetime)

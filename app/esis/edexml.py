@@ -310,7 +310,12 @@ class _Reader:
 
     # EdexmlVisitor
 
-    def item(self, kind: str, element: etree._Element, where: str) -> list[Problem]:
+    def item(
+        self,
+        kind: str,
+        element: etree._Element,
+        where: str,  # noqa: ARG002 (EdexmlVisitor's; the reader names the record itself)
+    ) -> list[Problem]:
         try:
             if kind == "school":
                 self.school(element)

@@ -97,7 +97,7 @@ def patch(
         if name != "esis_key":
             edits[name] = {"by": actor, "at": now.isoformat()}
     if members is not None:
-        _set_members(session, school_id, row, members, actor, changes)
+        _set_members(session, school_id, row, members, changes)
     if not update_values and not changes:
         return row
     update_values.update(local_edits=edits, updated_at=now, version=row["version"] + 1)
@@ -162,7 +162,6 @@ def _set_members(
     school_id: uuid.UUID,
     group: Row,
     student_ids: list[uuid.UUID],
-    actor: str,
     changes: dict[str, Any],
 ) -> None:
     if group["source"] != Source.LOCAL.value:

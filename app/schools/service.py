@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
 
 from app.auth.models import ApiKey, Role
 from app.auth.service import Principal, create_key, revoke_key
@@ -87,13 +86,12 @@ def update_school(
 def list_schools(
     *, session: Session, limit: int, cursor: str | None
 ) -> tuple[list[School], str | None]:
-    query = select(School).order_by(col(School.key)).limit(limit + 1)
+    after = None
     if cursor is not None:
         after = decode_cursor(cursor)
         if not isinstance(after, str):
             raise Unprocessable("cursor: not a cursor this service issued")
-        query = query.where(col(School.key) > after)
-    rows = list(session.scalars(query))
+    rows = repository.page_by_key(session=session, after=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

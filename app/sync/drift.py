@@ -87,7 +87,7 @@ def accept(
     changes: list[Change] = []
     for item in items:
         if item.entity == "student" and item.field == "group":
-            _move_student(session, school_id, item, actor, changes)
+            _move_student(session, school_id, item, changes)
             continue
         table_name = TABLE_OF[item.entity]
         t = repository.table(table_name)
@@ -135,7 +135,7 @@ def accept(
 
 
 def _move_student(
-    session: Session, school_id: uuid.UUID, item: DriftItem, actor: str, changes: list[Change]
+    session: Session, school_id: uuid.UUID, item: DriftItem, changes: list[Change]
 ) -> None:
     """Accepting a main-group move: the ESIS class links are replaced by the new one."""
     group = session.scalar(

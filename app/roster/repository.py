@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, exists, func, or_, select
+from sqlalchemy import Select, Table, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import metadata
@@ -218,3 +218,152 @@ def linked(
     for row in session.execute(query).mappings():
         out[row["owner"]].append(dict(row))
     return out
+
+
+# --- writes (the users' edits in `app.roster.service`) ----------------------------------------
+
+
+def update_record(
+    *, session: Session, table: Table, school_id: uuid.UUID, record_id: uuid.UUID, values: Row
+) -> None:
+    session.execute(
+        update(table)
+        .where(table.c.school_id == school_id, table.c.id == record_id)
+        .values(**values)
+    )
+
+
+def insert_record(*, session: Session, table: Table, values: Row) -> None:
+    session.execute(insert(table).values(**values))
+
+
+def key_taken(
+    *, session: Session, table: Table, school_id: uuid.UUID, key: Any, other_than: uuid.UUID
+) -> bool:
+    """Whether another record of the school has the ESIS key `key`."""
+    return (
+        session.scalar(
+            select(table.c.id).where(
+                table.c.school_id == school_id, table.c.esis_key == key, table.c.id != other_than
+            )
+        )
+        is not None
+    )
+
+
+def live_ids(
+    *, session: Session, table: Table, school_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of `ids` that are records of the school and not deleted."""
+    return set(
+        session.scalars(
+            select(table.c.id).where(
+                table.c.school_id == school_id, table.c.id.in_(ids), table.c.deleted_at.is_(None)
+            )
+        )
+    )
+
+
+def open_drift(
+    *,
+    session: Session,
+    school_id: uuid.UUID,
+    entity: str,
+    record_id: uuid.UUID,
+    fields: Sequence[str],
+) -> list[Row]:
+    d = _t("drift_item")
+    query = select(d).where(
+        d.c.school_id == school_id,
+        d.c.entity == entity,
+        d.c.record_id == record_id,
+        d.c.field.in_(list(fields)),
+    )
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def close_drift(*, session: Session, school_id: uuid.UUID, drift_id: uuid.UUID) -> None:
+    d = _t("drift_item")
+    session.execute(delete(d).where(d.c.school_id == school_id, d.c.id == drift_id))
+
+
+def set_drift_ours(
+    *, session: Session, school_id: uuid.UUID, drift_id: uuid.UUID, value: Any
+) -> None:
+    d = _t("drift_item")
+    session.execute(
+        update(d).where(d.c.school_id == school_id, d.c.id == drift_id).values(our_value=value)
+    )
+
+
+def drop_drift_of_record(
+    *, session: Session, school_id: uuid.UUID, entity: str, record_id: uuid.UUID
+) -> None:
+    d = _t("drift_item")
+    session.execute(
+        delete(d).where(
+            d.c.school_id == school_id, d.c.entity == entity, d.c.record_id == record_id
+        )
+    )
+
+
+def members_of(*, session: Session, school_id: uuid.UUID, group_id: uuid.UUID) -> set[uuid.UUID]:
+    """The students linked to a group (the link table's rows, live or not)."""
+    sg = _t("student_group")
+    return set(
+        session.scalars(
+            select(sg.c.student_id).where(sg.c.school_id == school_id, sg.c.group_id == group_id)
+        )
+    )
+
+
+def unlink_members(
+    *, session: Session, school_id: uuid.UUID, group_id: uuid.UUID, student_ids: set[uuid.UUID]
+) -> None:
+    sg = _t("student_group")
+    session.execute(
+        delete(sg).where(
+            sg.c.school_id == school_id,
+            sg.c.group_id == group_id,
+            sg.c.student_id.in_(student_ids),
+        )
+    )
+
+
+def insert_links(*, session: Session, link: str, rows: Sequence[Row]) -> None:
+    if rows:
+        session.execute(insert(_t(link)), list(rows))
+
+
+def guardians_removed_with(
+    *, session: Session, school_id: uuid.UUID, student_id: uuid.UUID, marker: str
+) -> list[uuid.UUID]:
+    """The student's guardians soft-deleted with the mark `marker` and not purged."""
+    g, link = _t("guardian"), _t("student_guardian")
+    return list(
+        session.scalars(
+            select(g.c.id)
+            .join(link, (link.c.school_id == g.c.school_id) & (link.c.guardian_id == g.c.id))
+            .where(
+                link.c.school_id == school_id,
+                link.c.student_id == student_id,
+                g.c.deleted_by == marker,
+                g.c.tombstoned_at.is_(None),
+            )
+        )
+    )
+
+
+def undelete(
+    *,
+    session: Session,
+    table: Table,
+    school_id: uuid.UUID,
+    ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> None:
+    session.execute(
+        update(table)
+        .where(table.c.school_id == school_id, table.c.id.in_(ids))
+        .values(deleted_at=None, deleted_by=None, updated_at=now, version=table.c.version + 1)
+    )

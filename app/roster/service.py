@@ -11,10 +11,9 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db import metadata, new_id, utcnow
+from app.db import new_id, utcnow
 from app.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from app.events.service import Change, emit
 from app.provenance import Source
@@ -101,9 +100,12 @@ def patch(
     if not update_values and not changes:
         return row
     update_values.update(local_edits=edits, updated_at=now, version=row["version"] + 1)
-    t = kind.table
-    session.execute(
-        update(t).where(t.c.school_id == school_id, t.c.id == record_id).values(**update_values)
+    repo.update_record(
+        session=session,
+        table=kind.table,
+        school_id=school_id,
+        record_id=record_id,
+        values=update_values,
     )
     _refresh_drift(session, school_id, kind, record_id, update_values)
     emit(
@@ -122,38 +124,29 @@ def _check_key_change(session: Session, school: School, kind: Kind, row: Row, ke
         raise Conflict("esis_key: after activation the key is ESIS's and cannot be changed here")
     if row["source"] == Source.ESIS.value:
         raise Conflict("esis_key: this record came from ESIS; its key is ESIS's")
-    if key is not None:
-        t = kind.table
-        taken = session.scalar(
-            select(t.c.id).where(
-                t.c.school_id == school.id, t.c.esis_key == key, t.c.id != row["id"]
-            )
-        )
-        if taken is not None:
-            raise Conflict(f"esis_key: {key!r} belongs to another {kind.name} of this school")
+    if key is not None and repo.key_taken(
+        session=session, table=kind.table, school_id=school.id, key=key, other_than=row["id"]
+    ):
+        raise Conflict(f"esis_key: {key!r} belongs to another {kind.name} of this school")
 
 
 def _refresh_drift(
     session: Session, school_id: uuid.UUID, kind: Kind, record_id: uuid.UUID, values: Row
 ) -> None:
     """A local edit changes 'our value' of open drift; agreeing with ESIS closes it."""
-    d = metadata.tables["drift_item"]
-    for item in session.execute(
-        select(d).where(
-            d.c.school_id == school_id,
-            d.c.entity == kind.name,
-            d.c.record_id == record_id,
-            d.c.field.in_(list(values)),
-        )
-    ).mappings():
+    for item in repo.open_drift(
+        session=session,
+        school_id=school_id,
+        entity=kind.name,
+        record_id=record_id,
+        fields=list(values),
+    ):
         ours = _jsonable(values[item["field"]])
         if ours == item["esis_value"]:
-            session.execute(delete(d).where(d.c.school_id == school_id, d.c.id == item["id"]))
+            repo.close_drift(session=session, school_id=school_id, drift_id=item["id"])
         else:
-            session.execute(
-                update(d)
-                .where(d.c.school_id == school_id, d.c.id == item["id"])
-                .values(our_value=ours)
+            repo.set_drift_ours(
+                session=session, school_id=school_id, drift_id=item["id"], value=ours
             )
 
 
@@ -170,21 +163,12 @@ def _set_members(
             "the memberships of its groups (R4)"
         )
     _require_live(session, school_id, STUDENTS, student_ids)
-    sg = metadata.tables["student_group"]
-    current = set(
-        session.scalars(
-            select(sg.c.student_id).where(sg.c.school_id == school_id, sg.c.group_id == group["id"])
-        )
-    )
+    current = repo.members_of(session=session, school_id=school_id, group_id=group["id"])
     wanted = set(student_ids)
     if wanted == current:
         return
-    session.execute(
-        delete(sg).where(
-            sg.c.school_id == school_id,
-            sg.c.group_id == group["id"],
-            sg.c.student_id.in_(current - wanted),
-        )
+    repo.unlink_members(
+        session=session, school_id=school_id, group_id=group["id"], student_ids=current - wanted
     )
     _link(
         session,
@@ -211,9 +195,10 @@ def _link(
     if not pairs:
         return
     now = utcnow()
-    session.execute(
-        insert(metadata.tables[link]),
-        [
+    repo.insert_links(
+        session=session,
+        link=link,
+        rows=[
             {
                 "school_id": school_id,
                 "id": new_id(),
@@ -233,14 +218,7 @@ def _link(
 def _require_live(session: Session, school_id: uuid.UUID, kind: Kind, ids: list[uuid.UUID]) -> None:
     if not ids:
         return
-    t = kind.table
-    found = set(
-        session.scalars(
-            select(t.c.id).where(
-                t.c.school_id == school_id, t.c.id.in_(ids), t.c.deleted_at.is_(None)
-            )
-        )
-    )
+    found = repo.live_ids(session=session, table=kind.table, school_id=school_id, ids=ids)
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise Unprocessable(
@@ -267,18 +245,21 @@ def soft_delete(
     _check_etag(row, if_match)
     if row["deleted_at"] is not None:
         return
-    t = kind.table
     now = utcnow()
-    session.execute(
-        update(t)
-        .where(t.c.school_id == school_id, t.c.id == record_id)
-        .values(deleted_at=now, deleted_by=actor, updated_at=now, version=row["version"] + 1)
+    repo.update_record(
+        session=session,
+        table=kind.table,
+        school_id=school_id,
+        record_id=record_id,
+        values={
+            "deleted_at": now,
+            "deleted_by": actor,
+            "updated_at": now,
+            "version": row["version"] + 1,
+        },
     )
-    d = metadata.tables["drift_item"]
-    session.execute(
-        delete(d).where(
-            d.c.school_id == school_id, d.c.entity == kind.name, d.c.record_id == record_id
-        )
+    repo.drop_drift_of_record(
+        session=session, school_id=school_id, entity=kind.name, record_id=record_id
     )
     emit(
         session=session,
@@ -310,11 +291,17 @@ def restore(
             f"the retention window of {retention_days} days has passed; the personal "
             "data is (or will be) purged"
         )
-    t = kind.table
-    session.execute(
-        update(t)
-        .where(t.c.school_id == school_id, t.c.id == record_id)
-        .values(deleted_at=None, deleted_by=None, updated_at=utcnow(), version=row["version"] + 1)
+    repo.update_record(
+        session=session,
+        table=kind.table,
+        school_id=school_id,
+        record_id=record_id,
+        values={
+            "deleted_at": None,
+            "deleted_by": None,
+            "updated_at": utcnow(),
+            "version": row["version"] + 1,
+        },
     )
     changes = [Change(kind.name, record_id, "restored")]
     marker = row["deleted_by"] or ""
@@ -329,25 +316,12 @@ def _restore_guardians_of(
 ) -> list[Change]:
     """A student removed by mistake at the year transition comes back with the guardians
     that were removed because of it (R8), and so with their links."""
-    g = GUARDIANS.table
-    link = metadata.tables["student_guardian"]
-    ids = list(
-        session.scalars(
-            select(g.c.id)
-            .join(link, (link.c.school_id == g.c.school_id) & (link.c.guardian_id == g.c.id))
-            .where(
-                link.c.school_id == school_id,
-                link.c.student_id == student_id,
-                g.c.deleted_by == marker,
-                g.c.tombstoned_at.is_(None),
-            )
-        )
+    ids = repo.guardians_removed_with(
+        session=session, school_id=school_id, student_id=student_id, marker=marker
     )
     if ids:
-        session.execute(
-            update(g)
-            .where(g.c.school_id == school_id, g.c.id.in_(ids))
-            .values(deleted_at=None, deleted_by=None, updated_at=utcnow(), version=g.c.version + 1)
+        repo.undelete(
+            session=session, table=GUARDIANS.table, school_id=school_id, ids=ids, now=utcnow()
         )
     return [Change("guardian", i, "restored", {"with_student": str(student_id)}) for i in ids]
 
@@ -367,17 +341,19 @@ def create(
         values["birth_date"] = dt.date.fromisoformat(values["birth_date"])
     record_id = new_id()
     now = utcnow()
-    session.execute(
-        insert(kind.table).values(
-            school_id=school_id,
-            id=record_id,
-            source=Source.LOCAL.value,
-            local_edits={},
-            created_at=now,
-            updated_at=now,
-            version=1,
+    repo.insert_record(
+        session=session,
+        table=kind.table,
+        values={
+            "school_id": school_id,
+            "id": record_id,
+            "source": Source.LOCAL.value,
+            "local_edits": {},
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
             **{k: v for k, v in values.items() if v is not None or k in ("roles",)},
-        )
+        },
     )
     _require_live(session, school_id, GROUPS, group_ids)
     if kind is STUDENTS:

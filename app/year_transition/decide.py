@@ -186,6 +186,7 @@ def _simulate(
         }
         for i in plan.drift_inserts
     ]
+    touched = set(plan.drift_touched)  # once: a test per drift item would be quadratic
     drift += [
         {
             "entity": r["entity"],
@@ -195,6 +196,6 @@ def _simulate(
             "esis_value": r["esis_value"],
         }
         for r in state.drift.values()
-        if r["id"] in set(plan.drift_touched)
+        if r["id"] in touched
     ]
     return memberships, drift

@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     )
     daily_cutoff: dt.time = Field(
         default=dt.time(17, 0),
-        description="Changes made in ESIS before this local time are in the service the next "
-        "day (R3); also the default daily sync time of a new school.",
+        description="R3's cut-off: the daily sync time (school-local) a new school gets when "
+        "its creation names none; each school may change its own later.",
     )
     max_upload_bytes: Annotated[int, Field(ge=1024)] = Field(
         default=128 * 1024 * 1024,

@@ -45,6 +45,7 @@ def test_cli_commands(run: Callable[..., Result], db: sessionmaker[Session]) -> 
     assert invoke("create-school", "12AB", "De Regenboog").exit_code == 0
     assert invoke("create-school", "12AB", "Nog eens").exit_code == 1
     assert invoke("create-school", "XXXX", "Fout").exit_code == 2
+    assert one(db, "school", key="12AB00")["daily_sync_time"].isoformat() == "17:00:00"
     imported = invoke("import-edexml", "12AB00", str(FIXTURE))
     assert imported.exit_code == 0, imported.stdout
     assert {s["source"] for s in rows(db, "student")} == {"edexml"}
@@ -118,3 +119,16 @@ def test_serve_and_worker_need_a_secret_key_on_postgresql() -> None:
         assert result.exit_code == 2
         assert "ESIS_SYNC_SECRET_KEY" in result.output
     get_settings.cache_clear()
+
+
+def test_r3_create_school_takes_its_daily_sync_time_from_the_daily_cutoff(
+    database_url: str, db: sessionmaker[Session]
+) -> None:
+    get_settings.cache_clear()
+    env = {"ESIS_SYNC_DATABASE_URL": database_url, "ESIS_SYNC_DAILY_CUTOFF": "18:45"}
+    try:
+        created = CliRunner().invoke(cli, ["create-school", "56EF", "De Linde"], env=env)
+    finally:
+        get_settings.cache_clear()
+    assert created.exit_code == 0, created.output
+    assert one(db, "school", key="56EF00")["daily_sync_time"].isoformat() == "18:45:00"

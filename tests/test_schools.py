@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
 from app.auth.models import ApiKey
+from app.config import Settings
 from app.events.models import Event
+from app.main import create_app
 from tests.factories import auth, make_school, operator_key
 
 
@@ -135,3 +139,24 @@ def test_operator_lists_schools_with_cursor(client: TestClient, db: sessionmaker
     assert second.json()["next_cursor"] is None
     bad = client.get("/api/v1/schools?cursor=%%%", headers=auth(op))
     assert bad.status_code == 422
+
+
+def test_r3_a_new_schools_daily_pull_defaults_to_the_daily_cutoff(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
+    """ESIS_SYNC_DAILY_CUTOFF is the daily sync time of a school created without one."""
+    later = settings.model_copy(update={"daily_cutoff": dt.time(18, 15)})
+    application = create_app(later)
+    try:
+        with TestClient(application, raise_server_exceptions=False) as client:
+            make_school(client, db, brin="12AB")
+            make_school(client, db, brin="34CD", daily_sync_time="16:30")
+            got = {
+                s["key"]: s["daily_sync_time"]
+                for s in client.get("/api/v1/schools", headers=auth(operator_key(db))).json()[
+                    "items"
+                ]
+            }
+    finally:
+        application.state.engine.dispose()
+    assert got == {"12AB00": "18:15:00", "34CD00": "16:30:00"}

@@ -35,7 +35,7 @@ def create_school(
         database(settings) as db,
         write_transaction(db.sessions) as session,
     ):
-        school = create(session=session, data=data, actor="cli")
+        school = create(session=session, data=data, daily_cutoff=settings.daily_cutoff, actor="cli")
     typer.echo(school.key)
 
 

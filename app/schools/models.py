@@ -48,7 +48,8 @@ class School(SQLModel, table=True):
     coupling: str = Field(default=CouplingState.INACTIVE.value, max_length=16)
     coupling_since: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     update_policy: str = Field(default=UpdatePolicy.IGNORE.value, max_length=16)
-    daily_sync_time: dt.time = Field(default=dt.time(17, 0), sa_type=Time)
+    # Given at creation: the request's, else the daily cut-off setting (R3).
+    daily_sync_time: dt.time = Field(sa_type=Time)
     removal_guard_share: float = Field(default=0.30)
     current_school_year: str | None = Field(default=None, max_length=9)
     # The summer pause: inside it (school-local dates, inclusive) snapshots are stored but

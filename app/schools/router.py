@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.auth import service as auth_service
 from app.auth.dependencies import Operator
@@ -32,11 +32,20 @@ AUTH = (Unauthorized, Forbidden)
     status_code=status.HTTP_201_CREATED,
     summary="Create a school",
     description="Operator only. The school starts with the coupling inactive (R2) and the "
-    "default policy: update policy `ignore` (R5), daily sync at 17:00 (R3), removal guard 30 %.",
+    "default policy: update policy `ignore` (R5), daily sync at the service's daily cut-off "
+    "(`ESIS_SYNC_DAILY_CUTOFF`, 17:00 unless set; R3), removal guard 30 %.",
     responses=problem_responses(*AUTH, Conflict, Unprocessable),
 )
-def create_school(data: SchoolCreate, principal: Operator, session: SessionDep) -> SchoolPublic:
-    return SchoolPublic.of(service.create_school(session=session, data=data, actor=principal.actor))
+def create_school(
+    data: SchoolCreate, principal: Operator, session: SessionDep, request: Request
+) -> SchoolPublic:
+    school = service.create_school(
+        session=session,
+        data=data,
+        daily_cutoff=request.app.state.settings.daily_cutoff,
+        actor=principal.actor,
+    )
+    return SchoolPublic.of(school)
 
 
 @router.get(

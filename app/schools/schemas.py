@@ -48,12 +48,10 @@ class SchoolPolicy(BaseModel):
         description="R5. `ignore`: ESIS changes to existing persons become drift. "
         "`apply_unedited`: fields never edited locally follow ESIS; edited ones become drift.",
     )
-    daily_sync_time: LocalTime = Field(
-        default=dt.time(17, 0),
-        description="Local time (school time zone) of the daily pull from ESIS (R3).",
-        examples=["17:00:00"],
-    )
     removal_guard_share: GuardShare = 0.3
+
+
+_SYNC_TIME = "Local time (school time zone) of the daily pull from ESIS (R3)."
 
 
 class SchoolCreate(SchoolPolicy):
@@ -68,6 +66,12 @@ class SchoolCreate(SchoolPolicy):
     branch: Branch = "00"
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] = (
         Field(examples=["Basisschool De Regenboog"])
+    )
+    daily_sync_time: LocalTime | None = Field(
+        default=None,
+        description=f"{_SYNC_TIME} Without one, the service's daily cut-off "
+        "(ESIS_SYNC_DAILY_CUTOFF, 17:00 unless set).",
+        examples=["17:00:00"],
     )
 
 
@@ -100,6 +104,7 @@ class SchoolPublic(SchoolPolicy):
     key: str = Field(
         description="BRIN + branch: the `{school}` in every path.", examples=["12AB00"]
     )
+    daily_sync_time: LocalTime = Field(description=_SYNC_TIME, examples=["17:00:00"])
     brin: str
     branch: str
     name: str

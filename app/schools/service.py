@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -19,7 +20,11 @@ from app.schools.models import School
 from app.schools.schemas import ApiKeyCreate, SchoolCreate, SchoolUpdate
 
 
-def create_school(*, session: Session, data: SchoolCreate, actor: str) -> School:
+def create_school(
+    *, session: Session, data: SchoolCreate, daily_cutoff: dt.time, actor: str
+) -> School:
+    """A new school, inactive (R2); its daily pull is at `daily_cutoff` unless `data` says
+    otherwise (the setting ESIS_SYNC_DAILY_CUTOFF, R3)."""
     key = data.brin + data.branch
     if repository.get_by_key(session=session, key=key) is not None:
         raise Conflict(f"school {key} already exists", school=key)
@@ -29,7 +34,7 @@ def create_school(*, session: Session, data: SchoolCreate, actor: str) -> School
         branch=data.branch,
         name=data.name,
         update_policy=data.update_policy.value,
-        daily_sync_time=data.daily_sync_time,
+        daily_sync_time=data.daily_sync_time or daily_cutoff,
         removal_guard_share=data.removal_guard_share,
     )
     session.add(school)

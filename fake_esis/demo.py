@@ -138,7 +138,7 @@ def run(
     """Run the demo; returns what it saw (the tests read it)."""
     from app.auth.models import Role
     from app.auth.service import create_key
-    from app.db import make_engine, make_sessionmaker
+    from app.db import make_engine, make_sessionmaker, write_transaction
     from app.main import create_app
     from app.migrations import upgrade
 
@@ -152,7 +152,7 @@ def run(
     )
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    with make_sessionmaker(engine).begin() as session:
+    with write_transaction(make_sessionmaker(engine)) as session:
         _key, operator = create_key(
             session=session, role=Role.OPERATOR, name="demo", school_id=None, created_by="demo"
         )

@@ -74,7 +74,9 @@ def plan_merge(
     """
     ctx = Context(state.school_id, policy, activation, run_id, now, source)
     plan = Plan(
-        now=now, report={"matched": [], "created": [], "unmatched": []} if activation else None
+        now=now,
+        run_id=run_id,  # drift items seen again are stamped with it (repository.write_plan)
+        report={"matched": [], "created": [], "unmatched": []} if activation else None,
     )
     year = snapshot.school.school_year
 

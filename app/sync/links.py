@@ -26,16 +26,23 @@ def merge_student_groups(
     snapshot: EsisSnapshot,
     students: Merged,
     groups: Merged,
+    *,
+    keep: frozenset[str] = frozenset(),
 ) -> None:
-    """Memberships; a student's move to another main group is drift, not a silent move."""
+    """Memberships; a student's move to another main group is drift, not a silent move.
+
+    The memberships of a student in `keep` (held with an unusable value) stay as they are."""
     incoming: dict[Pair, Row] = {}
     held: set[Pair] = set()
     main_links = current_main_groups(state)
     for s in snapshot.students:
+        if s.key in keep or s.key not in students.ids:
+            continue
         student_id = students.ids[s.key]
         for group_key in s.composite_groups:
-            incoming[(student_id, groups.ids[group_key])] = {}
-        if s.group is None:
+            if group_key in groups.ids:
+                incoming[(student_id, groups.ids[group_key])] = {}
+        if s.group is None or s.group not in groups.ids:
             continue
         pair = (student_id, groups.ids[s.group])
         incoming[pair] = {}
@@ -86,6 +93,7 @@ def merge_student_groups(
         incoming,
         students.suppressed | groups.suppressed,
         state,
+        keep_ends={students.ids[key] for key in keep if key in students.ids},
     )
 
 
@@ -113,7 +121,11 @@ def merge_links(
     incoming: dict[Pair, Row],
     suppressed_ends: set[uuid.UUID],
     state: State,
+    *,
+    keep_ends: set[uuid.UUID] | None = None,
 ) -> None:
+    """`keep_ends`: records left as they are (an unusable value); so are their links."""
+    keep_ends = keep_ends or set()
     table = plan.table(name)
     for pair, values in incoming.items():
         row = current.rows.get(pair)
@@ -190,6 +202,8 @@ def merge_links(
     for pair, row in current.rows.items():
         if (
             pair not in incoming
+            and pair[0] not in keep_ends
+            and pair[1] not in keep_ends
             and row["source"] == Source.ESIS.value
             and row["deleted_at"] is None
             and row["missing_in_esis_since"] is None

@@ -30,6 +30,20 @@ class Merged:
     new: set[uuid.UUID]
 
 
+def known(current: EntityState) -> Merged:
+    """A kind the snapshot does not carry: its records as they are, for links to refer to."""
+    merged = Merged(ids={}, suppressed=set(), new=set())
+    for key, row in current.by_key.items():
+        merged.ids[key] = row["id"]
+        if not _live(row):
+            merged.suppressed.add(row["id"])
+    return merged
+
+
+def _live(row: Row) -> bool:
+    return row["deleted_at"] is None and row["tombstoned_at"] is None
+
+
 def merge_records(
     plan: Plan,
     ctx: Context,
@@ -37,9 +51,18 @@ def merge_records(
     current: EntityState,
     state: State,
     incoming: Iterable[tuple[str, Row]],
+    *,
+    keep: frozenset[str] = frozenset(),
 ) -> Merged:
+    """`keep`: keys the snapshot holds with an unusable value; left exactly as they are."""
     incoming_by_key = dict(incoming)
     merged = Merged(ids={}, suppressed=set(), new=set())
+    for key in keep:
+        incoming_by_key.pop(key, None)
+        if (kept := current.by_key.get(key)) is not None:
+            merged.ids[key] = kept["id"]
+            if not _live(kept):
+                merged.suppressed.add(kept["id"])
     matches = activation_matches(plan, spec, current, incoming_by_key) if ctx.activation else {}
     table = plan.table(spec.table)
     for key, values in incoming_by_key.items():
@@ -72,7 +95,7 @@ def merge_records(
                 )
             continue
         merged.ids[key] = row["id"]
-        if row["deleted_at"] is not None or row["tombstoned_at"] is not None:
+        if not _live(row):
             # R6: deleted locally; ESIS does not bring it back.
             merged.suppressed.add(row["id"])
             plan.count(spec.name, "suppressed")
@@ -85,6 +108,7 @@ def merge_records(
             ctx.source is not Source.ESIS
             and row["source"] == ctx.source.value
             and row["esis_key"] not in incoming_by_key
+            and row["esis_key"] not in keep
             and row["deleted_at"] is None
         ):
             plan.absent.append(
@@ -95,6 +119,7 @@ def merge_records(
             ctx.source is Source.ESIS
             and row["source"] == Source.ESIS.value
             and row["esis_key"] not in incoming_by_key
+            and row["esis_key"] not in keep
             and row["deleted_at"] is None
             and row["missing_in_esis_since"] is None
         ):

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable, Mapping
 
-from app.esis.schemas import EsisSnapshot
+from app.esis.schemas import EsisSnapshot, Kind
 from app.provenance import Source
 from app.schools.models import UpdatePolicy
 from app.sync.links import merge_links, merge_student_groups
-from app.sync.plan import Pair, Plan, Row, State
-from app.sync.records import merge_records
+from app.sync.plan import EntityState, Pair, Plan, Row, State
+from app.sync.records import Merged, known, merge_records
 from app.sync.rules import (
     DATE_FIELDS,
     GROUP,
@@ -66,12 +67,21 @@ def plan_merge(
     run_id: uuid.UUID | None,
     now: dt.datetime,
     source: Source = Source.ESIS,
+    scope: frozenset[Kind] | None = None,
+    keep: Mapping[str, frozenset[str]] | None = None,
 ) -> Plan:
     """Decide every insert, update, drift item and event that `snapshot` causes.
 
     With `source=edexml` (a file imported before activation) new records get that source and
     records absent from the file are listed in `plan.absent` instead of marked missing in ESIS.
+
+    ESIS leads for what ESIS sends: a kind outside `scope` (default: what the snapshot
+    carries) is left exactly as it is. `keep` names, per entity, the keys of records the
+    snapshot held with an unusable value: they are left as they are too (not updated, not
+    added, not marked missing).
     """
+    scope = snapshot.scope if scope is None else scope
+    keep = keep or {}
     ctx = Context(state.school_id, policy, activation, run_id, now, source)
     plan = Plan(
         now=now,
@@ -80,70 +90,87 @@ def plan_merge(
     )
     year = snapshot.school.school_year
 
-    groups = merge_records(
-        plan,
-        ctx,
+    def records(
+        kind: Kind, spec: EntitySpec, current: EntityState, incoming: Iterable[tuple[str, Row]]
+    ) -> Merged:
+        if kind not in scope:
+            return known(current)
+        return merge_records(
+            plan, ctx, spec, current, state, incoming, keep=keep.get(spec.name, frozenset())
+        )
+
+    groups = records(
+        Kind.GROUPS,
         GROUP,
         state.groups,
-        state,
         ((g.key, group_values(g, year)) for g in snapshot.groups),
     )
-    students = merge_records(
-        plan,
-        ctx,
+    students = records(
+        Kind.STUDENTS,
         STUDENT,
         state.students,
-        state,
         ((s.key, values_of(s, STUDENT)) for s in snapshot.students),
     )
-    guardians = merge_records(
-        plan,
-        ctx,
+    guardians = records(
+        Kind.GUARDIANS,
         GUARDIAN,
         state.guardians,
-        state,
         ((g.key, values_of(g, GUARDIAN)) for g in snapshot.guardians),
     )
-    staff = merge_records(
-        plan,
-        ctx,
+    staff = records(
+        Kind.STAFF,
         STAFF,
         state.staff,
-        state,
         ((s.key, values_of(s, STAFF)) for s in snapshot.staff),
     )
+    kept_students = keep.get("student", frozenset())
+    kept_guardians = keep.get("guardian", frozenset())
+    kept_staff = keep.get("staff", frozenset())
 
-    merge_student_groups(plan, ctx, state, snapshot, students, groups)
-    guardian_links = {
-        (students.ids[link.student], guardians.ids[g.key]): {
-            "relation": link.relation.value if link.relation else None
+    if Kind.STUDENT_GROUPS in scope:
+        merge_student_groups(plan, ctx, state, snapshot, students, groups, keep=kept_students)
+    if Kind.STUDENT_GUARDIANS in scope:
+        guardian_links = {
+            (students.ids[link.student], guardians.ids[g.key]): {
+                "relation": link.relation.value if link.relation else None
+            }
+            for g in snapshot.guardians
+            if g.key not in kept_guardians
+            for link in g.students
+            if link.student in students.ids
         }
-        for g in snapshot.guardians
-        for link in g.students
-    }
-    merge_links(
-        plan,
-        ctx,
-        "student_guardian",
-        ("student_id", "guardian_id"),
-        state.student_guardians,
-        guardian_links,
-        students.suppressed | guardians.suppressed,
-        state,
-    )
-    staff_links: dict[Pair, Row] = {
-        (staff.ids[s.key], groups.ids[group_key]): {}
-        for s in snapshot.staff
-        for group_key in s.groups
-    }
-    merge_links(
-        plan,
-        ctx,
-        "staff_group",
-        ("staff_id", "group_id"),
-        state.staff_groups,
-        staff_links,
-        staff.suppressed | groups.suppressed,
-        state,
-    )
+        merge_links(
+            plan,
+            ctx,
+            "student_guardian",
+            ("student_id", "guardian_id"),
+            state.student_guardians,
+            guardian_links,
+            students.suppressed | guardians.suppressed,
+            state,
+            keep_ends=_ids(students, kept_students) | _ids(guardians, kept_guardians),
+        )
+    if Kind.STAFF_GROUPS in scope:
+        staff_links: dict[Pair, Row] = {
+            (staff.ids[s.key], groups.ids[group_key]): {}
+            for s in snapshot.staff
+            if s.key not in kept_staff
+            for group_key in s.groups
+            if group_key in groups.ids
+        }
+        merge_links(
+            plan,
+            ctx,
+            "staff_group",
+            ("staff_id", "group_id"),
+            state.staff_groups,
+            staff_links,
+            staff.suppressed | groups.suppressed,
+            state,
+            keep_ends=_ids(staff, kept_staff),
+        )
     return plan
+
+
+def _ids(merged: Merged, keys: frozenset[str]) -> set[uuid.UUID]:
+    return {merged.ids[key] for key in keys if key in merged.ids}

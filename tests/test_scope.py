@@ -190,9 +190,7 @@ def test_r6_an_active_school_pulled_30_days_without_guardians_keeps_them(
     seq = _last_seq(db)
     for day in range(1, 31):
         esis.script("12AB", "00", answer=_daily(snap, day))
-        pulled = client.post(
-            f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin)
-        )
+        pulled = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
         assert pulled.status_code == 201, pulled.text
         run = pulled.json()
         assert run["status"] == "applied", run

@@ -1,4 +1,5 @@
-"""A provenance source of its own for guardian contact files: `contacts`
+"""A provenance source of its own for guardian contact files (`contacts`); a run status for
+an ESIS answer that says nothing changed (`no_changes`)
 
 Revision ID: c3d9a1e5f7b2
 Revises: b7e1c0a2f3d4
@@ -27,6 +28,16 @@ BEFORE = "source IN ('esis', 'edexml', 'local')"
 AFTER = "source IN ('esis', 'edexml', 'local', 'contacts')"
 
 
+STATUS_BEFORE = "status IN ('received', 'stored', 'applied', 'failed', 'held')"
+STATUS_AFTER = "status IN ('received', 'stored', 'applied', 'failed', 'held', 'no_changes')"
+
+
+def _status(condition: str) -> None:
+    with op.batch_alter_table("sync_run") as batch:
+        batch.drop_constraint(op.f("ck_sync_run_status"), type_="check")
+        batch.create_check_constraint(op.f("ck_sync_run_status"), condition)
+
+
 def _replace(condition: str) -> None:
     for table in TABLES:
         # Batch mode: SQLite cannot alter a CHECK constraint in place (the table is rebuilt).
@@ -37,7 +48,9 @@ def _replace(condition: str) -> None:
 
 def upgrade() -> None:
     _replace(AFTER)
+    _status(STATUS_AFTER)
 
 
 def downgrade() -> None:
+    _status(STATUS_BEFORE)
     _replace(BEFORE)

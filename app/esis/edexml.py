@@ -28,9 +28,9 @@ from app.esis.edexml_validate import Problem, unprocessable, validate_edexml
 from app.esis.schemas import (
     ALL_KINDS,
     EsisSnapshot,
-    Kind,
     Gender,
     GuardianOf,
+    Kind,
     Relation,
     SnapshotGroup,
     SnapshotGuardian,

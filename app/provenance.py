@@ -23,9 +23,10 @@ class Source(StrEnum):
     ESIS = "esis"
     EDEXML = "edexml"
     LOCAL = "local"
+    CONTACTS = "contacts"  # a guardian contact file uploaded by an admin
 
 
-SOURCE_CHECK = "source IN ('esis', 'edexml', 'local')"
+SOURCE_CHECK = "source IN ('esis', 'edexml', 'local', 'contacts')"
 
 
 def source_check() -> CheckConstraint:

@@ -157,14 +157,23 @@ def pkcs12_bytes(
     *,
     chain_pem: bytes | None = None,
     friendly_name: str = "esis-sync",
+    legacy: bool = False,
 ) -> bytes:
-    """A password-protected PKCS#12 file holding the certificate and key (as ESIS hands out)."""
+    """A password-protected PKCS#12 file holding the certificate and key (as ESIS hands out).
+
+    `legacy`: encrypted the old way (PBE with SHA-1 and 3DES, SHA-1 MAC), as certificates
+    made with older tools still are."""
     cert = x509.load_pem_x509_certificate(cert_pem)
     chain = x509.load_pem_x509_certificates(chain_pem) if chain_pem else None
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(p12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())  # noqa: S303 - the legacy format under test
+        .build(password.encode())
+        if legacy
+        else serialization.BestAvailableEncryption(password.encode())
+    )
     return p12.serialize_key_and_certificates(
-        friendly_name.encode(),
-        _signing_key(key_pem),
-        cert,
-        chain,
-        serialization.BestAvailableEncryption(password.encode()),
+        friendly_name.encode(), _signing_key(key_pem), cert, chain, encryption
     )

@@ -52,8 +52,10 @@ SETTINGS = settings(
 CHANGE_COUNTS = ("added", "updated", "drift_opened", "drift_closed", "missing", "reappeared")
 # Counts a merge that changes nothing may still report.
 QUIET_COUNTS = ("unchanged",)
-# Columns a merge that changes nothing may still touch.
-VOLATILE = ("updated_at", "last_seen_at", "last_run_id")
+# Columns a merge that changes nothing may still touch. A drift item's `last_run_id` is not
+# one of them: it must name the run that last saw the item (checked on its own below).
+VOLATILE = ("updated_at", "last_seen_at")
+SEEN_BY = ("last_run_id",)
 
 
 def _run(client: TestClient, db: sessionmaker[Session], world: World, steps: list[Step]) -> Runner:
@@ -68,10 +70,21 @@ def _run(client: TestClient, db: sessionmaker[Session], world: World, steps: lis
 def _contents(runner: Runner) -> dict[str, list[Json]]:
     return {
         name: sorted(
-            (without(row, VOLATILE) for row in runner.rows(name)), key=lambda r: str(r["id"])
+            (without(row, (*VOLATILE, *SEEN_BY)) for row in runner.rows(name)),
+            key=lambda r: str(r["id"]),
         )
         for name in repository.TABLES
     }
+
+
+def _check_drift_seen_by(before: dict[uuid.UUID, Json], after: list[Json], run_id: str) -> None:
+    """A drift item the run saw again names that run; one it did not see keeps its run."""
+    for row in after:
+        assert row["first_run_id"] is not None, row
+        old = before[row["id"]]
+        seen_again = row["last_seen_at"] != old["last_seen_at"]
+        expected = run_id if seen_again else str(old["last_run_id"])
+        assert str(row["last_run_id"]) == expected, (row, old, run_id)
 
 
 def _two_classes() -> World:
@@ -127,6 +140,7 @@ def test_r4_r6_same_snapshot_twice_changes_nothing(
 ) -> None:
     runner = _run(client, db, world, steps)
     before = _contents(runner)
+    drift_before = {row["id"]: row for row in runner.rows("drift_item")}
 
     again = runner.push()  # the same snapshot; only generated_at differs
 
@@ -139,6 +153,7 @@ def test_r4_r6_same_snapshot_twice_changes_nothing(
         noisy = {k: v for k, v in counts.items() if v and k not in QUIET_COUNTS}
         assert not noisy, (entity, noisy)
     assert _contents(runner) == before
+    _check_drift_seen_by(drift_before, runner.rows("drift_item"), again["id"])
 
 
 @SETTINGS

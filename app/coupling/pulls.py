@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.coupling import repository
 from app.coupling.models import EsisConnection
-from app.coupling.receive import PushLimits, receive_snapshot, record_failure
+from app.coupling.receive import PushLimits, receive_snapshot, record_failure, record_outcome
 from app.coupling.schemas import ConnectionPut
 from app.crypto import decrypt, encrypt
 from app.db import utcnow, write_transaction
@@ -30,9 +30,10 @@ from app.errors import ClientError, DomainError, NotFound, Unprocessable
 from app.esis import uwlr
 from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.parsing import UWLR_TYPE, Parsed
+from app.esis.uwlr_normalise import without_eckid
 from app.events.service import Change, emit
 from app.schools.models import School
-from app.sync.models import RunKind, SyncRun
+from app.sync.models import RunKind, RunStatus, SyncRun
 
 log = logging.getLogger("esis_sync.pull")
 
@@ -43,6 +44,10 @@ Fetcher = Callable[..., uwlr.Answer]
 
 class EsisUnavailable(DomainError):
     status, slug, title = 502, "esis-unavailable", "ESIS could not be fetched"
+
+
+class EsisNoData(DomainError):
+    status, slug, title = 502, "esis-no-data", "ESIS has no data for this school"
 
 
 # --- the connection -------------------------------------------------------------------------
@@ -182,10 +187,6 @@ def pull(
             conn=conn, brin=brin, branch=branch, attempts=options.attempts, backoff=options.backoff
         )
     except uwlr.UwlrError as exc:
-        log.warning(
-            "pull failed",
-            extra={"school_id": str(school_id), "kind": exc.kind, "attempts": exc.attempts},
-        )
         run = SyncRun(
             school_id=school_id,
             kind=RunKind.MERGE.value,
@@ -193,6 +194,27 @@ def pull(
             actor=actor,
             started_at=started,
         )
+        if exc.kind == "no_changes":
+            # geenwijzigingen: a run of its own, nothing to apply, nothing to try again.
+            record_outcome(
+                sessions=sessions,
+                run=run,
+                status=RunStatus.NO_CHANGES,
+                warnings=["ESIS answered geenwijzigingen: nothing changed since the last pull"],
+            )
+            return run
+        log.warning(
+            "pull failed",
+            extra={"school_id": str(school_id), "kind": exc.kind, "attempts": exc.attempts},
+        )
+        if exc.kind == "no_data":
+            # geengegevens is never an empty school: a problem for an admin to look at.
+            record_failure(
+                sessions=sessions,
+                run=run,
+                exc=EsisNoData(f"{exc} (nothing was changed)", kind=exc.kind, transient=False),
+            )
+            return run
         error = EsisUnavailable(
             f"{exc} (nothing was changed)",
             kind=exc.kind,
@@ -204,8 +226,8 @@ def pull(
     received = receive_snapshot(
         sessions=sessions,
         school_id=school_id,
-        body=answer.body,
-        content_type=UWLR_TYPE,
+        body=without_eckid(answer.body),
+        content_type=uwlr.stored_type(UWLR_TYPE, brin, branch),
         idempotency_key=None,
         origin="pull",
         actor=actor,

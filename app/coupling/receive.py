@@ -389,6 +389,19 @@ def record_failure(*, sessions: sessionmaker[Session], run: SyncRun, exc: Except
         session.commit()
 
 
+def record_outcome(
+    *, sessions: sessionmaker[Session], run: SyncRun, status: RunStatus, warnings: list[str]
+) -> None:
+    """Record a run that ended without a snapshot to apply (e.g. ESIS had no changes)."""
+    with sessions() as session:
+        begin_write(session)
+        run.status = status.value
+        run.warnings = warnings
+        run.finished_at = utcnow()
+        session.add(run)
+        session.commit()
+
+
 def _mark_failed(run: SyncRun, exc: Exception) -> None:
     run.status = RunStatus.FAILED.value
     run.error = problem_of(exc)

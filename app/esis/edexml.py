@@ -26,15 +26,18 @@ from pydantic import BaseModel, ValidationError
 
 from app.esis.edexml_validate import Problem, unprocessable, validate_edexml
 from app.esis.schemas import (
+    ALL_KINDS,
     EsisSnapshot,
     Gender,
     GuardianOf,
+    Kind,
     Relation,
     SnapshotGroup,
     SnapshotGuardian,
     SnapshotSchool,
     SnapshotStaff,
     SnapshotStudent,
+    derive_scope,
 )
 from app.esis.vocabulary import GENDERS, NON_NUMERIC_YEAR_LEVELS, RELATIONS
 
@@ -44,6 +47,13 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 GUARDIAN_BLOCK = "VerzorgersGegevensType"
 GROUP_TAGS = ("groep", "samengestelde_groep")
+# The kind of records an element is: what a document carries follows from what it holds.
+RECORD_KIND = {
+    "groep": Kind.GROUPS,
+    "samengestelde_groep": Kind.GROUPS,
+    "leerling": Kind.STUDENTS,
+    "leerkracht": Kind.STAFF,
+}
 # Shared by every GuardianOf (see _Compactor); the models are frozen.
 LINK_FIELDS = {"student", "relation"}
 # Warnings of one kind listed one by one; more are counted in one summary warning, so that a
@@ -307,6 +317,9 @@ class _Reader:
         self.students: list[SnapshotStudent] = []
         self.staff: list[SnapshotStaff] = []
         self.guardian_models: list[SnapshotGuardian] = []
+        # Record kinds the document holds; guardians once any guardian block is seen (even
+        # one without verzorgers): a document without any carries no guardians at all.
+        self.present: set[str] = set()
 
     # EdexmlVisitor
 
@@ -316,6 +329,8 @@ class _Reader:
         element: etree._Element,
         where: str,  # noqa: ARG002 (EdexmlVisitor's; the reader names the record itself)
     ) -> list[Problem]:
+        if kind in RECORD_KIND:
+            self.present.add(RECORD_KIND[kind].value)
         try:
             if kind == "school":
                 self.school(element)
@@ -339,8 +354,11 @@ class _Reader:
     def snapshot(self) -> EsisSnapshot:
         if self.school_model is None:  # pragma: no cover - the schema requires a school
             raise unprocessable([Problem(None, "EDEX", "school is missing")])
+        scope = derive_scope(self.present)
         return EsisSnapshot(
             school=self.school_model,
+            # Stated only when partial: a whole school reads the same as its JSON twin.
+            carries=None if scope == ALL_KINDS else sorted(scope),
             groups=self.groups,
             students=self.students,
             guardians=self.guardian_models,
@@ -441,6 +459,7 @@ class _Reader:
         ]
         student = node.build(SnapshotStudent, self.compact)
         for blok in self.blocks(el, node.where, guardians=True):
+            self.present.add(Kind.GUARDIANS.value)
             self.guardian_block(blok, student.key, node.where)
         self.students.append(student)
 

@@ -33,9 +33,9 @@ def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
     if kind in JSON_TYPES:
         return Parsed(parse_json(body))
     if kind == UWLR_TYPE:
-        from app.esis.uwlr import parse_answer
+        from app.esis.uwlr import parse_answer, requested_school
 
-        answer = parse_answer(body)
+        answer = parse_answer(body, requested=requested_school(content_type))
         return Parsed(answer.snapshot, list(answer.warnings))
     if kind in XML_TYPES:
         from app.esis.edexml import read_edexml

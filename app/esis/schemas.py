@@ -7,7 +7,14 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Key = Annotated[
     str,
@@ -67,6 +74,46 @@ class Relation(StrEnum):
     CAREGIVER = "caregiver"
     LEGAL_GUARDIAN = "legal_guardian"
     OTHER = "other"
+
+
+class Kind(StrEnum):
+    """What a snapshot may carry: four kinds of records and three kinds of links."""
+
+    GROUPS = "groups"
+    STUDENTS = "students"
+    GUARDIANS = "guardians"
+    STAFF = "staff"
+    STUDENT_GROUPS = "student_groups"
+    STUDENT_GUARDIANS = "student_guardians"
+    STAFF_GROUPS = "staff_groups"
+
+
+# A link kind and the record kinds at its two ends (a link needs both ends carried).
+LINK_ENDS: dict[Kind, tuple[Kind, Kind]] = {
+    Kind.STUDENT_GROUPS: (Kind.STUDENTS, Kind.GROUPS),
+    Kind.STUDENT_GUARDIANS: (Kind.STUDENTS, Kind.GUARDIANS),
+    Kind.STAFF_GROUPS: (Kind.STAFF, Kind.GROUPS),
+}
+# The record list a link kind is written in (a student's groups, a guardian's students, ...).
+LINK_OWNER = {
+    Kind.STUDENT_GROUPS: Kind.STUDENTS,
+    Kind.STUDENT_GUARDIANS: Kind.GUARDIANS,
+    Kind.STAFF_GROUPS: Kind.STAFF,
+}
+RECORD_KINDS = (Kind.GROUPS, Kind.STUDENTS, Kind.GUARDIANS, Kind.STAFF)
+ALL_KINDS = frozenset(Kind)
+
+
+def derive_scope(present: set[str] | frozenset[str]) -> frozenset[Kind]:
+    """The kinds a snapshot carries when it lists the record kinds in `present` (even empty):
+    each of those, and each link kind whose list is carried and whose two ends are."""
+    records = {kind for kind in RECORD_KINDS if kind.value in present}
+    links = {
+        link
+        for link, (a, b) in LINK_ENDS.items()
+        if LINK_OWNER[link] in records and a in records and b in records
+    }
+    return frozenset(records | links)
 
 
 class _Strict(BaseModel):
@@ -215,7 +262,39 @@ class EsisSnapshot(_Strict):
     )
 
     school: SnapshotSchool
+    carries: list[Kind] | None = Field(
+        default=None,
+        description="The kinds this snapshot carries. Without it, the kinds whose list is "
+        "present (even empty) are carried, with the links written in them whose two ends are "
+        "carried. A kind not carried is left exactly as it is: nothing is marked missing in "
+        "ESIS, changed or removed for it (ESIS leads for what ESIS sends).",
+        examples=[["groups", "students", "student_groups", "staff", "staff_groups"]],
+    )
     groups: list[SnapshotGroup] = Field(default_factory=list)
     students: list[SnapshotStudent] = Field(default_factory=list)
     guardians: list[SnapshotGuardian] = Field(default_factory=list)
     staff: list[SnapshotStaff] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _carries_what_it_holds(self) -> EsisSnapshot:
+        if self.carries is None:
+            return self
+        carried = set(self.carries)
+        for link, ends in LINK_ENDS.items():
+            missing = [end.value for end in ends if end not in carried]
+            if link in carried and missing:
+                raise ValueError(
+                    f"carries {link.value} but not {' and '.join(missing)}: a link needs both "
+                    "of its ends in the snapshot"
+                )
+        for kind in RECORD_KINDS:
+            if kind not in carried and getattr(self, kind.value):
+                raise ValueError(f"{kind.value} are listed but not in carries")
+        return self
+
+    @property
+    def scope(self) -> frozenset[Kind]:
+        """The kinds this snapshot carries (explicit `carries`, or derived from its lists)."""
+        if self.carries is not None:
+            return frozenset(self.carries)
+        return derive_scope(self.model_fields_set)

@@ -34,6 +34,12 @@ from lxml import etree
 from app.esis.certs import ClientIdentity
 from app.esis.edexml import EdexmlRead, read_edexml
 from app.esis.errors import FormatError
+from app.esis.uwlr_normalise import (
+    normalise_records,
+    normalise_school,
+    requested_school,
+    stored_type,
+)
 from app.esis.xml import doctype_line, has_doctype, safe_parser, syntax_message
 
 __all__ = [
@@ -48,6 +54,8 @@ __all__ = [
     "client_ssl_context",
     "fetch",
     "parse_answer",
+    "requested_school",
+    "stored_type",
 ]
 
 log = logging.getLogger("esis_sync.uwlr")
@@ -79,6 +87,8 @@ UwlrErrorKind = Literal[
     "malformed",  # the answer is not the expected SOAP/XML (e.g. no leerlinggegevens)
     "too_large",  # the answer is larger than allowed
     "invalid",  # the leerlinggegevens are there but not valid EDEXml data
+    "no_changes",  # geenwijzigingen: ESIS says nothing changed (an outcome, not a failure)
+    "no_data",  # geengegevens: ESIS has no data for this request (never an empty school)
     "transport",  # any other transport failure
 ]
 
@@ -314,10 +324,14 @@ def _to_edex(data: etree._Element) -> bytes:
     return etree.tostring(edex, encoding="utf-8", xml_declaration=True)
 
 
-def parse_answer(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
+def parse_answer(
+    body: bytes, *, today: dt.date | None = None, requested: tuple[str, str] | None = None
+) -> EdexmlRead:
     """Reads a UWLR `leerlinggegevens_antwoord`; a Fault or incomplete answer is a UwlrError.
 
-    `today` is handed to `read_edexml` (it decides whether an uitstroomdatum has passed).
+    `today` is handed to `read_edexml` (it decides whether an uitstroomdatum has passed);
+    `requested` is the (brin, branch) the answer was asked for. `geenwijzigingen` and
+    `geengegevens` are UwlrErrors of their own kinds (`no_changes`, `no_data`), not retried.
     """
     soap_body = _soap_body(parse_xml(body))
     fault = _fault(soap_body)
@@ -328,11 +342,26 @@ def parse_answer(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
         raise _malformed("the SOAP Body has no leerlinggegevens_antwoord")
     data = _child(antwoord, "leerlinggegevens")
     if data is None:
+        if _child(antwoord, "geenwijzigingen") is not None:
+            raise UwlrError(
+                "no_changes", transient=False, detail="ESIS answered geenwijzigingen: no changes"
+            )
+        if _child(antwoord, "geengegevens") is not None:
+            raise UwlrError(
+                "no_data",
+                transient=False,
+                detail="ESIS answered geengegevens: it has no data for this school (check the "
+                "BRIN and dependance code, and that the school's groups are available for "
+                "couplings in ESIS)",
+            )
         raise _malformed("the leerlinggegevens_antwoord has no leerlinggegevens")
-    if _child(data, "school") is None:
+    school = _child(data, "school")
+    if school is None:
         raise _malformed("the leerlinggegevens have no school")
+    normalise_school(school, requested)
+    notes = normalise_records(data)
     try:
-        return read_edexml(_to_edex(data), today=today)
+        read = read_edexml(_to_edex(data), today=today)
     except FormatError as exc:
         errors = exc.extra.get("errors")
         raise UwlrError(
@@ -341,6 +370,7 @@ def parse_answer(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
             detail=f"the leerlinggegevens are not valid EDEXml: {exc.detail}",
             errors=errors if isinstance(errors, list) else None,
         ) from None
+    return EdexmlRead(snapshot=read.snapshot, warnings=[*notes, *read.warnings])
 
 
 # --- transport -----------------------------------------------------------------------------
@@ -432,6 +462,7 @@ def _attempt(
     *,
     max_bytes: int,
     today: dt.date | None,
+    requested: tuple[str, str] | None = None,
 ) -> Answer:
     headers = {
         "Content-Type": "text/xml; charset=utf-8",
@@ -455,7 +486,7 @@ def _attempt(
         raise _transport_error(exc) from None
     body = b"".join(chunks)
     if status == 200:
-        return Answer(body=body, read=parse_answer(body, today=today))
+        return Answer(body=body, read=parse_answer(body, today=today, requested=requested))
     if status in TRANSIENT_STATUS:
         raise UwlrError("http", transient=True, detail=f"HTTP {status}", status=status)
     fault = fault_of(body)
@@ -518,7 +549,14 @@ def fetch_answer(
     with httpx.Client(verify=context, timeout=timeouts, follow_redirects=False) as client:
         for attempt in range(1, attempts + 1):
             try:
-                return _attempt(client, conn, request, max_bytes=max_bytes, today=today)
+                return _attempt(
+                    client,
+                    conn,
+                    request,
+                    max_bytes=max_bytes,
+                    today=today,
+                    requested=(brin.upper(), branch),
+                )
             except UwlrError as exc:
                 error = exc
             log.warning(

@@ -27,6 +27,7 @@ class RunStatus(StrEnum):
     APPLIED = "applied"
     FAILED = "failed"
     HELD = "held"  # year transition above the removal guard, waiting for an admin
+    NO_CHANGES = "no_changes"  # ESIS answered that nothing changed (UWLR geenwijzigingen)
 
 
 class RunKind(StrEnum):
@@ -69,7 +70,8 @@ class SyncRun(SchoolScoped, table=True):
             ondelete="CASCADE",
         ),
         CheckConstraint(
-            "status IN ('received', 'stored', 'applied', 'failed', 'held')", name="status"
+            "status IN ('received', 'stored', 'applied', 'failed', 'held', 'no_changes')",
+            name="status",
         ),
         CheckConstraint(
             "kind IN ('merge', 'activation', 'year_transition', 'import')", name="kind"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.esis.schemas import EsisSnapshot
+from app.esis.schemas import EsisSnapshot, Kind
 from app.provenance import Source
 from app.schools.models import School, UpdatePolicy
 from app.sync import repository
@@ -70,10 +70,15 @@ def decide(*, session: Session, school: School, snapshot: EsisSnapshot) -> Decis
     def esis_live(rows: dict[uuid.UUID, Row]) -> list[Row]:
         return [r for r in rows.values() if _live(r) and r["source"] == Source.ESIS.value]
 
+    # ESIS leads for what ESIS sends: a kind the snapshot does not carry loses nothing.
+    scope = snapshot.scope
     d.live_students = sum(1 for r in state.students.rows.values() if _live(r))
-    d.students = [r for r in esis_live(state.students.rows) if r["esis_key"] not in students_in]
-    d.staff = [r for r in esis_live(state.staff.rows) if r["esis_key"] not in staff_in]
-    d.groups = [r for r in esis_live(state.groups.rows) if r["esis_key"] not in groups_in]
+    if Kind.STUDENTS in scope:
+        d.students = [r for r in esis_live(state.students.rows) if r["esis_key"] not in students_in]
+    if Kind.STAFF in scope:
+        d.staff = [r for r in esis_live(state.staff.rows) if r["esis_key"] not in staff_in]
+    if Kind.GROUPS in scope:
+        d.groups = [r for r in esis_live(state.groups.rows) if r["esis_key"] not in groups_in]
     leaving = {r["id"] for r in d.students}
     staying_children: dict[uuid.UUID, bool] = {}
     for (student_id, guardian_id), link in state.student_guardians.rows.items():
@@ -81,11 +86,21 @@ def decide(*, session: Session, school: School, snapshot: EsisSnapshot) -> Decis
         stays = link["deleted_at"] is None and _live(student) and student_id not in leaving
         staying_children[guardian_id] = staying_children.get(guardian_id, False) or stays
     guardians_in = {g.key for g in snapshot.guardians}
-    d.guardians = [
-        r
-        for r in esis_live(state.guardians.rows)
-        if not staying_children.get(r["id"], False) and r["esis_key"] not in guardians_in
-    ]
+    if Kind.GUARDIANS in scope:
+        d.guardians = [
+            r
+            for r in esis_live(state.guardians.rows)
+            if not staying_children.get(r["id"], False) and r["esis_key"] not in guardians_in
+        ]
+    else:
+        # Not sent by ESIS: only R8 itself removes them, when all their children leave.
+        d.guardians = [
+            r
+            for r in state.guardians.rows.values()
+            if _live(r)
+            and r["source"] in (Source.ESIS.value, Source.CONTACTS.value)
+            and staying_children.get(r["id"]) is False
+        ]
     d.ended_links = _ended_links(state, snapshot, d)
     d.local_groups = [
         r for r in state.groups.rows.values() if _live(r) and r["source"] == Source.LOCAL.value
@@ -93,7 +108,7 @@ def decide(*, session: Session, school: School, snapshot: EsisSnapshot) -> Decis
     d.arrangements = ty_repository.live_arrangements(session=session, school_id=school.id)
     d.new_groups = sorted(groups_in - set(state.groups.by_key))
     d.new_memberships, d.drift = _simulate(state, snapshot, school, d)
-    if not snapshot.students:
+    if Kind.STUDENTS in scope and not snapshot.students:
         d.held_reason = "the new year's snapshot has no students"
     elif d.share > school.removal_guard_share:
         d.held_reason = (
@@ -129,7 +144,11 @@ def _ended_links(state: State, snapshot: EsisSnapshot, d: Decision) -> dict[str,
         "staff_group": state.staff_groups,
     }
     ended: dict[str, list[Row]] = {}
+    scope = snapshot.scope
     for name, link_state in links.items():
+        if Kind(f"{name}s") not in scope:
+            ended[name] = []  # a kind of link the snapshot does not carry: none end
+            continue
         ended[name] = [
             row
             for (a, b), row in link_state.rows.items()

@@ -1,0 +1,129 @@
+"""UWLR answers as ESIS sends them, made readable as EDEXml before they are read.
+
+Real answers are not clean: `xsdversie` 2.2 around EDEXml 2.1 content, a school named by
+`schoolkey` alone, empty optional elements, staff roles that are not codes. Each is turned
+into what the EDEXml reader expects, with a warning where something was reinterpreted.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from lxml import etree
+
+_BRIN = re.compile(r"^[0-9]{2}[A-Z]{2}$")
+_BRANCH = re.compile(r"^[0-9]{2}$")
+_EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
+_DIGITS = re.compile(r"\d{6,}")
+
+
+def _local(el: etree._Element) -> str:
+    tag = el.tag
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _child(el: etree._Element, name: str) -> etree._Element | None:
+    return next((c for c in el if _local(c) == name), None)
+
+
+def _scrub(text: str, limit: int) -> str:
+    text = _DIGITS.sub("[number]", _EMAIL.sub("[e-mail]", " ".join(text.split())))
+    return text[:limit]
+
+
+def requested_school(content_type: str | None) -> tuple[str, str] | None:
+    """The (brin, branch) a stored answer was asked for: parameters of its media type."""
+    params = dict(
+        part.strip().split("=", 1) for part in (content_type or "").split(";")[1:] if "=" in part
+    )
+    brin, branch = params.get("brin", ""), params.get("branch", "")
+    if _BRIN.match(brin) and _BRANCH.match(branch):
+        return brin, branch
+    return None
+
+
+def stored_type(media_type: str, brin: str, branch: str) -> str:
+    """How a pulled answer is stored: its media type, naming the school that was asked for."""
+    return f"{media_type}; brin={brin}; branch={branch}"
+
+
+def normalise_school(school: etree._Element, requested: tuple[str, str] | None) -> None:
+    """Real answers as they come: `xsdversie` 2.2 (UWLR 2.2 wraps EDEXml 2.1 content) reads
+    as 2.1, without a warning; a school named by `schoolkey` alone is the school that was
+    asked for (the request named its BRIN and dependance code)."""
+    version = _child(school, "xsdversie")
+    if version is not None and (version.text or "").strip().startswith("2.2"):
+        version.text = "2.1"
+    namespace = etree.QName(school).namespace
+    tag = (lambda name: f"{{{namespace}}}{name}") if namespace else (lambda name: name)
+    key = _child(school, "schoolkey")
+    has_brin = _child(school, "brincode") is not None
+    if key is None or has_brin or _child(school, "instellingsnummer") is not None:
+        return
+    if requested is None:
+        return  # the reader says what is missing
+    brin = etree.Element(tag("brincode"))
+    brin.text = requested[0]
+    branch = etree.Element(tag("dependancecode"))
+    branch.text = requested[1]
+    key.addprevious(brin)
+    key.addprevious(branch)
+
+
+@functools.cache
+def _role_codes() -> frozenset[str]:
+    """The staff role codes of EDEXml 2.1 (`EDEXLeerkrachtRolType`), read from the shipped XSD."""
+    path = Path(__file__).resolve().parent / "xsd" / "EDEXML-2.1" / "EDEXML.types.variabel.xsd"
+    tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    codes: set[str] = set()
+    for simple in tree.iter(f"{xs}simpleType"):
+        if simple.get("name") == "EDEXLeerkrachtRolType":
+            codes.update(e.get("value") or "" for e in simple.iter(f"{xs}enumeration"))
+    return frozenset(codes - {""})
+
+
+_RECORD_PARTS = ("groepen", "leerlingen", "leerkrachten")
+
+
+def normalise_records(data: etree._Element) -> list[str]:
+    """Real exports are not clean. An empty optional element (`<voorvoegsel></voorvoegsel>`)
+    is an absent value; a staff role that is not an EDEXml code is kept as text
+    (`rolomschrijving`), with a warning that names the staff member, never the role's
+    holder's name."""
+    notes: list[str] = []
+    emptied = 0
+    codes = _role_codes()
+    for part in (c for c in data if _local(c) in _RECORD_PARTS):
+        for el in list(part.iter()):
+            if not isinstance(el.tag, str) or el is part:
+                continue
+            if len(el) == 0 and not el.attrib and not (el.text or "").strip():
+                parent = el.getparent()
+                if parent is not None and _local(el) != "toevoegingen":
+                    parent.remove(el)
+                    emptied += 1
+                continue
+            if _local(el) == "rol" and (el.text or "").strip() not in codes:
+                namespace = etree.QName(el).namespace
+                el.tag = f"{{{namespace}}}rolomschrijving" if namespace else "rolomschrijving"
+                record = next((a for a in el.iterancestors() if _local(a) == "leerkracht"), None)
+                key = (record.get("key") or "?")[:64] if record is not None else "?"
+                notes.append(
+                    f"leerkracht key={key}: rol '{_scrub((el.text or '').strip(), 40)}' is not "
+                    "an EDEXml role code; kept as text"
+                )
+    if emptied:
+        notes.append(f"{emptied} empty elements read as absent values")
+    return notes
+
+
+_ECKID = re.compile(rb"""\s+eckid\s*=\s*(?:"[^"<>]*"|'[^'<>]*')""")
+
+
+def without_eckid(body: bytes) -> bytes:
+    """The answer without its ECK-iD attributes, as it is stored: the ECK-iD is meant for the
+    educational content chain only, and this service has no use for it."""
+    return _ECKID.sub(b"", body)

@@ -1,0 +1,190 @@
+"""Records (groups, students, guardians, staff): R4 additions, R5 drift, R6 missing marks.
+
+A new key is added (R4); a known one takes ESIS's values where `should_apply` says so and
+keeps drift otherwise (R5); a record ESIS no longer lists stays, marked missing (R6); a
+record deleted locally is not brought back (suppressed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from app.db import new_id
+from app.events.service import Change
+from app.provenance import Source
+from app.sync.drift_plan import close_drift, open_drift
+from app.sync.matching import activation_matches
+from app.sync.plan import EntityState, Plan, Row, State
+from app.sync.rules import Context, EntitySpec, created_changes, jsonable, should_apply, to_db
+
+
+@dataclass
+class Merged:
+    """Ids of the snapshot's keys after the merge, and which of them were deleted locally."""
+
+    ids: dict[str, uuid.UUID]
+    suppressed: set[uuid.UUID]
+    new: set[uuid.UUID]
+
+
+def known(current: EntityState) -> Merged:
+    """A kind the snapshot does not carry: its records as they are, for links to refer to."""
+    merged = Merged(ids={}, suppressed=set(), new=set())
+    for key, row in current.by_key.items():
+        merged.ids[key] = row["id"]
+        if not _live(row):
+            merged.suppressed.add(row["id"])
+    return merged
+
+
+def _live(row: Row) -> bool:
+    return row["deleted_at"] is None and row["tombstoned_at"] is None
+
+
+def merge_records(
+    plan: Plan,
+    ctx: Context,
+    spec: EntitySpec,
+    current: EntityState,
+    state: State,
+    incoming: Iterable[tuple[str, Row]],
+    *,
+    keep: frozenset[str] = frozenset(),
+) -> Merged:
+    """`keep`: keys the snapshot holds with an unusable value; left exactly as they are."""
+    incoming_by_key = dict(incoming)
+    merged = Merged(ids={}, suppressed=set(), new=set())
+    for key in keep:
+        incoming_by_key.pop(key, None)
+        if (kept := current.by_key.get(key)) is not None:
+            merged.ids[key] = kept["id"]
+            if not _live(kept):
+                merged.suppressed.add(kept["id"])
+    matches = activation_matches(plan, spec, current, incoming_by_key) if ctx.activation else {}
+    table = plan.table(spec.table)
+    for key, values in incoming_by_key.items():
+        row = current.by_key.get(key) or matches.get(key)
+        if row is None:
+            record_id = new_id()
+            merged.ids[key] = merged_id = record_id
+            merged.new.add(merged_id)
+            table.inserts.append(
+                {
+                    "school_id": ctx.school_id,
+                    "id": record_id,
+                    "source": ctx.source.value,
+                    "esis_key": key,
+                    **{f: to_db(f, v) for f, v in values.items()},
+                    "esis_values": values,
+                    "local_edits": {},
+                    "created_at": ctx.now,
+                    "updated_at": ctx.now,
+                    "version": 1,
+                }
+            )
+            plan.count(spec.name, "added")
+            plan.changes.append(
+                Change(spec.name, record_id, "created", created_changes(key, values))
+            )
+            if plan.report is not None:
+                plan.report["created"].append(
+                    {"entity": spec.name, "id": str(record_id), "key": key}
+                )
+            continue
+        merged.ids[key] = row["id"]
+        if not _live(row):
+            # R6: deleted locally; ESIS does not bring it back.
+            merged.suppressed.add(row["id"])
+            plan.count(spec.name, "suppressed")
+            continue
+        merge_existing(plan, ctx, spec, state, row, key, values, matched=key in matches)
+
+    # R6: an ESIS record that ESIS no longer lists stays, marked missing since now.
+    for row in current.rows.values():
+        if (
+            ctx.source is not Source.ESIS
+            and row["source"] == ctx.source.value
+            and row["esis_key"] not in incoming_by_key
+            and row["esis_key"] not in keep
+            and row["deleted_at"] is None
+        ):
+            plan.absent.append(
+                {"entity": spec.name, "table": spec.table, "id": row["id"], "key": row["esis_key"]}
+            )
+            plan.count(spec.name, "missing")
+        elif (
+            ctx.source is Source.ESIS
+            and row["source"] == Source.ESIS.value
+            and row["esis_key"] not in incoming_by_key
+            and row["esis_key"] not in keep
+            and row["deleted_at"] is None
+            and row["missing_in_esis_since"] is None
+        ):
+            table.updates.append(
+                {"school_id": ctx.school_id, "id": row["id"], "missing_in_esis_since": ctx.now}
+            )
+            plan.count(spec.name, "missing")
+            plan.changes.append(Change(spec.name, row["id"], "missing-in-esis"))
+    return merged
+
+
+def merge_existing(
+    plan: Plan,
+    ctx: Context,
+    spec: EntitySpec,
+    state: State,
+    row: Row,
+    key: str,
+    values: Row,
+    *,
+    matched: bool,
+) -> None:
+    update: Row = {}
+    changes: dict[str, Any] = {}
+    if matched:
+        update.update(esis_key=key, source=Source.ESIS.value)
+        plan.count(spec.name, "matched")
+        plan.changes.append(
+            Change(
+                spec.name,
+                row["id"],
+                "matched",
+                {
+                    "source": {"before": row["source"], "after": Source.ESIS.value},
+                    "esis_key": {"before": row["esis_key"], "after": key},
+                },
+            )
+        )
+    if row["missing_in_esis_since"] is not None:
+        update["missing_in_esis_since"] = None
+        plan.count(spec.name, "reappeared")
+        plan.changes.append(Change(spec.name, row["id"], "reappeared-in-esis"))
+    edits = row["local_edits"] or {}
+    for name, esis_value in values.items():
+        ours = jsonable(row[name])
+        if ours == esis_value:
+            close_drift(plan, state, spec.name, row["id"], name, "agreed")
+            continue
+        mode = spec.fields[name]
+        if should_apply(mode, policy=ctx.policy, edited=name in edits, activation=ctx.activation):
+            update[name] = to_db(name, esis_value)
+            changes[name] = {"before": ours, "after": esis_value}
+            close_drift(plan, state, spec.name, row["id"], name, "applied")
+        else:
+            open_drift(plan, ctx, state, spec.name, row["id"], name, ours, esis_value)
+    if (row["esis_values"] or {}) != values:
+        update["esis_values"] = values
+    if changes:
+        update["updated_at"] = ctx.now
+        update["version"] = row["version"] + 1
+        plan.count(spec.name, "updated")
+        plan.changes.append(Change(spec.name, row["id"], "updated", changes))
+    elif not matched:
+        plan.count(spec.name, "unchanged")
+    if update:
+        plan.table(spec.table).updates.append(
+            {"school_id": ctx.school_id, "id": row["id"], **update}
+        )

@@ -100,6 +100,8 @@ def normalise_records(data: etree._Element) -> list[str]:
         for el in list(part.iter()):
             if not isinstance(el.tag, str) or el is part:
                 continue
+            if any(_local(a) == "toevoegingen" for a in el.iterancestors()):
+                continue  # vendor blocks keep their own rules (an empty `opmerking` is one)
             if len(el) == 0 and not el.attrib and not (el.text or "").strip():
                 parent = el.getparent()
                 if parent is not None and _local(el) != "toevoegingen":

@@ -20,6 +20,7 @@ from app.feed.router import router as events_router
 from app.logging import configure_logging
 from app.middleware import BodySizeLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
 from app.migrations import head_revision
+from app.roster.corrections_router import router as corrections_router
 from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
 from app.sync.router import router as sync_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(roster_router)
     app.include_router(events_router)
     app.include_router(year_transition_router)
+    app.include_router(corrections_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -168,5 +168,6 @@ def to_csv(report: CorrectionList) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for item in report.items:
-        writer.writerow([_cell(getattr(item, column)) for column in CSV_COLUMNS])
+        row = item.model_dump(mode="json")
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
     return out.getvalue()

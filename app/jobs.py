@@ -27,6 +27,7 @@ from app.config import Settings
 from app.coupling.pulls import claim, due, finish, pull
 from app.coupling.receive import recover_interrupted
 from app.db import make_engine, make_sessionmaker
+from app.webhooks.delivery import deliver_pending
 
 log = logging.getLogger("esis_sync.jobs")
 
@@ -101,6 +102,18 @@ def make_app(settings: Settings) -> procrastinate.App:
     async def retry_stalled(timestamp: int) -> int:
         del timestamp
         return await retry_stalled_jobs(app, seconds=stalled_seconds)
+
+    @app.periodic(cron=cron(settings.webhook_interval_seconds), periodic_id="deliver_webhooks")
+    @app.task(
+        name="deliver_webhooks",
+        queue=QUEUE,
+        queueing_lock="deliver_webhooks",
+        pass_context=False,
+    )
+    async def deliver_webhooks(timestamp: int) -> int:
+        """Change-feed events to webhook endpoints; each endpoint is leased while it is sent to."""
+        del timestamp
+        return await asyncio.to_thread(deliver_pending, sessions=sessions, settings=settings)
 
     return app
 

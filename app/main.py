@@ -24,6 +24,7 @@ from app.roster.corrections_router import router as corrections_router
 from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
 from app.sync.router import router as sync_router
+from app.webhooks.router import router as webhooks_router
 from app.year_transition.router import router as year_transition_router
 
 DESCRIPTION = """
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "events", "description": "The audit trail and change feed."},
             {"name": "year transition", "description": "R7-R11: preview, guard, apply."},
             {"name": "health", "description": "Liveness and readiness."},
+            {"name": "webhooks", "description": "Signed notifications of the change feed."},
         ],
     )
     engine = make_engine(settings.database_url)
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(year_transition_router)
     app.include_router(corrections_router)
+    app.include_router(webhooks_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -17,6 +17,7 @@ from app.roster.models import (
 )
 from app.schools.models import School
 from app.sync.models import DriftItem, Snapshot, SyncRun
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.year_transition.models import YearTransition
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "StudentGroup",
     "StudentGuardian",
     "SyncRun",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "YearTransition",
     "metadata",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import procrastinate
 
 from app.config import Settings
+from app.coupling.health import backed_off, check_certificates
 from app.coupling.pulls import claim, due, finish, pull
 from app.coupling.receive import recover_interrupted
 from app.db import make_engine, make_sessionmaker
@@ -72,8 +73,13 @@ def make_app(settings: Settings) -> procrastinate.App:
 
     def _due_and_claimed(now: dt.datetime) -> list[uuid.UUID]:
         recover_interrupted(sessions=sessions, today=now.astimezone(settings.tz).date())
+        check_certificates(sessions=sessions, now=now)
         with sessions() as session:
             candidates = due(session=session, now=now, tz=settings.tz)
+            waiting = backed_off(
+                session=session, settings=settings, school_ids=candidates, now=now
+            )
+        candidates = [s for s in candidates if s not in waiting]  # quarantined: backing off
         today = now.astimezone(settings.tz).date()
         return [
             s for s in candidates if claim(sessions=sessions, school_id=s, now=now, today=today)

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
 from app.config import Settings, get_settings
+from app.coupling.health_router import router as esis_health_router
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(year_transition_router)
     app.include_router(corrections_router)
     app.include_router(webhooks_router)
+    app.include_router(esis_health_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

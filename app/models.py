@@ -1,6 +1,7 @@
 """Every table, imported in one place for alembic and the tests."""
 
 from app.auth.models import ApiKey
+from app.coupling.health_models import ConnectionHealth
 from app.coupling.models import EsisConnection, SigningSecret
 from app.db import metadata
 from app.events.models import Event
@@ -24,6 +25,7 @@ __all__ = [
     "ApiKey",
     "ClassArrangement",
     "ClassPlacement",
+    "ConnectionHealth",
     "DriftItem",
     "EsisConnection",
     "Event",

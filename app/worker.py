@@ -15,6 +15,7 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.coupling.health import check_certificates
 from app.coupling.pulls import PullOptions, run_due
 from app.coupling.receive import PushLimits, recover_interrupted
 from app.db import make_engine, make_sessionmaker
@@ -50,6 +51,7 @@ def run(settings: Settings, *, stop: threading.Event, once: bool = False) -> int
         while True:
             try:
                 recover_interrupted(sessions=sessions, today=dt.datetime.now(settings.tz).date())
+                check_certificates(sessions=sessions)
                 runs = run_due(sessions=sessions, settings=settings, options=options(settings))
                 pulled += len(runs)
                 if runs:

@@ -46,13 +46,24 @@ def create_webhook(
     )
 
 
-@router.get("", summary="List webhook endpoints", responses=problem_responses(*AUTH))
+@router.get(
+    "",
+    summary="List webhook endpoints",
+    description="Each endpoint's address, state and delivery position; never its secret.",
+    responses=problem_responses(*AUTH),
+)
 def list_webhooks(ctx: WriteSchool, session: SessionDep) -> WebhookList:
     rows = repository.list_endpoints(session=session, school_id=ctx.school.id)
     return WebhookList(items=[service.public(r) for r in rows])
 
 
-@router.get("/{webhook_id}", summary="Get a webhook endpoint", responses=problem_responses(*AUTH))
+@router.get(
+    "/{webhook_id}",
+    summary="Get a webhook endpoint",
+    description="Its state: enabled or why disabled, the last event delivered, failures and "
+    "when the next attempt is due; never its secret.",
+    responses=problem_responses(*AUTH),
+)
 def get_webhook(webhook_id: uuid.UUID, ctx: WriteSchool, session: SessionDep) -> WebhookPublic:
     row = repository.get(session=session, school_id=ctx.school.id, endpoint_id=webhook_id)
     return service.public(row)

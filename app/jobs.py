@@ -76,9 +76,7 @@ def make_app(settings: Settings) -> procrastinate.App:
         check_certificates(sessions=sessions, now=now)
         with sessions() as session:
             candidates = due(session=session, now=now, tz=settings.tz)
-            waiting = backed_off(
-                session=session, settings=settings, school_ids=candidates, now=now
-            )
+            waiting = backed_off(session=session, settings=settings, school_ids=candidates, now=now)
         candidates = [s for s in candidates if s not in waiting]  # quarantined: backing off
         today = now.astimezone(settings.tz).date()
         return [

@@ -81,9 +81,7 @@ def test_purge_compacts_old_events_and_old_cursors_get_410_with_where_to_resume(
     fresh = client.get(url, headers=auth(school.reader)).json()
     assert fresh["items"][0]["seq"] == before + 1
     # A cursor just before the oldest kept event misses nothing.
-    edge = client.get(
-        url, params={"after": encode_cursor(before)}, headers=auth(school.reader)
-    )
+    edge = client.get(url, params={"after": encode_cursor(before)}, headers=auth(school.reader))
     assert edge.status_code == 200
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 from sqlmodel import select
@@ -22,6 +23,11 @@ from app.webhooks.schemas import WebhookCreate, WebhookPublic, WebhookWithSecret
 
 # How long the secret before a rotation keeps signing beside the new one.
 ROTATION_GRACE = dt.timedelta(hours=24)
+
+
+def _host(url: str) -> str | None:
+    """Events name the host only: a URL's path or query may carry the receiver's token."""
+    return urlsplit(url).hostname
 
 
 def check_url(url: str) -> None:
@@ -59,11 +65,7 @@ def create(
         school_id=school_id,
         source="api",
         actor=actor,
-        changes=[
-            Change(
-                "webhook_endpoint", row.id, "created", {"url": {"before": None, "after": data.url}}
-            )
-        ],
+        changes=[Change("webhook_endpoint", row.id, "created", {"host": _host(data.url)})],
     )
     # emit() holds the school's row lock: its counter now ends with the creation event,
     # which is the first one this endpoint receives.
@@ -134,7 +136,7 @@ def delete(*, session: Session, school_id: uuid.UUID, endpoint_id: uuid.UUID, ac
                 "webhook_endpoint",
                 endpoint_id,
                 "removed",
-                {"url": {"before": row.url, "after": None}},
+                {"host": _host(row.url)},
             )
         ],
     )

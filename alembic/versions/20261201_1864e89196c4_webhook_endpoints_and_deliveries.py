@@ -1,7 +1,7 @@
 """Webhook endpoints and their delivery log (signed notifications of the change feed)
 
 Revision ID: 1864e89196c4
-Revises: b7e1c0a2f3d4
+Revises: c3d9a1e5f7b2
 Create Date: 2026-12-01 07:59:02.217475
 """
 
@@ -14,7 +14,7 @@ import app.db
 from alembic import op
 
 revision: str = "1864e89196c4"
-down_revision: str | None = "b7e1c0a2f3d4"
+down_revision: str | None = "c3d9a1e5f7b2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

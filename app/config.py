@@ -103,6 +103,34 @@ class Settings(BaseSettings):
         description="Create and print a first operator key at start when none exists. "
         "Default: on for SQLite (the embedded quick start), off otherwise.",
     )
+    feed_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=30,
+        description="Days the change feed keeps events; `esis-sync purge` removes older ones "
+        "(each school's newest stays). A cursor from before the oldest kept event gets 410.",
+    )
+    pull_quarantine_failures: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=3,
+        description="Consecutive failed pulls after which a school's connection is "
+        "quarantined: the daily pull backs off (2, 4, then every 7 days) until a pull succeeds.",
+    )
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = Field(
+        default=10.0,
+        description="Connect and read timeout of one webhook delivery.",
+    )
+    webhook_max_failures: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=10,
+        description="Consecutive failed deliveries after which a webhook endpoint is disabled "
+        "(an event says so); retries in between back off exponentially.",
+    )
+    webhook_backoff_seconds: Annotated[float, Field(ge=0, le=86400)] = Field(
+        default=30.0,
+        description="First retry delay of a failed webhook delivery; doubled per failure, "
+        "at most 6 hours.",
+    )
+    webhook_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=5,
+        description="How often a worker looks for change-feed events to deliver to webhooks.",
+    )
 
     @field_validator("school_timezone")
     @classmethod

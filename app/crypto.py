@@ -59,6 +59,7 @@ def rotate_all(*, session: Any, settings: Settings) -> int:
     for table, columns in (
         ("esis_connection", ("identity_encrypted", "secret_encrypted")),
         ("signing_secret", ("encrypted",)),
+        ("webhook_endpoint", ("secret_encrypted",)),
     ):
         t = metadata.tables[table]
         for row in session.execute(select(t.c.id, *(t.c[c] for c in columns))).all():

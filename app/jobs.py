@@ -24,9 +24,11 @@ from typing import Any
 import procrastinate
 
 from app.config import Settings
+from app.coupling.health import backed_off, check_certificates
 from app.coupling.pulls import claim, due, finish, pull
 from app.coupling.receive import recover_interrupted
 from app.db import make_engine, make_sessionmaker
+from app.webhooks.delivery import deliver_pending
 
 log = logging.getLogger("esis_sync.jobs")
 
@@ -71,8 +73,11 @@ def make_app(settings: Settings) -> procrastinate.App:
 
     def _due_and_claimed(now: dt.datetime) -> list[uuid.UUID]:
         recover_interrupted(sessions=sessions, today=now.astimezone(settings.tz).date())
+        check_certificates(sessions=sessions, now=now)
         with sessions() as session:
             candidates = due(session=session, now=now, tz=settings.tz)
+            waiting = backed_off(session=session, settings=settings, school_ids=candidates, now=now)
+        candidates = [s for s in candidates if s not in waiting]  # quarantined: backing off
         today = now.astimezone(settings.tz).date()
         return [
             s for s in candidates if claim(sessions=sessions, school_id=s, now=now, today=today)
@@ -101,6 +106,18 @@ def make_app(settings: Settings) -> procrastinate.App:
     async def retry_stalled(timestamp: int) -> int:
         del timestamp
         return await retry_stalled_jobs(app, seconds=stalled_seconds)
+
+    @app.periodic(cron=cron(settings.webhook_interval_seconds), periodic_id="deliver_webhooks")
+    @app.task(
+        name="deliver_webhooks",
+        queue=QUEUE,
+        queueing_lock="deliver_webhooks",
+        pass_context=False,
+    )
+    async def deliver_webhooks(timestamp: int) -> int:
+        """Change-feed events to webhook endpoints; each endpoint is leased while it is sent to."""
+        del timestamp
+        return await asyncio.to_thread(deliver_pending, sessions=sessions, settings=settings)
 
     return app
 

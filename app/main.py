@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
 from app.config import Settings, get_settings
+from app.coupling.health_router import router as esis_health_router
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker
@@ -20,9 +21,11 @@ from app.feed.router import router as events_router
 from app.logging import configure_logging
 from app.middleware import BodySizeLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
 from app.migrations import head_revision
+from app.roster.corrections_router import router as corrections_router
 from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
 from app.sync.router import router as sync_router
+from app.webhooks.router import router as webhooks_router
 from app.year_transition.router import router as year_transition_router
 
 DESCRIPTION = """
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "events", "description": "The audit trail and change feed."},
             {"name": "year transition", "description": "R7-R11: preview, guard, apply."},
             {"name": "health", "description": "Liveness and readiness."},
+            {"name": "webhooks", "description": "Signed notifications of the change feed."},
         ],
     )
     engine = make_engine(settings.database_url)
@@ -78,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(roster_router)
     app.include_router(events_router)
     app.include_router(year_transition_router)
+    app.include_router(corrections_router)
+    app.include_router(webhooks_router)
+    app.include_router(esis_health_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

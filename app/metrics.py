@@ -135,7 +135,30 @@ def _from_database(session: Session, now: dt.datetime) -> list[Any]:
             )
         ):
             jobs.add_metric([task, status], n)
-    return [runs, drift, failed, age, jobs]
+    certificates = GaugeMetricFamily(
+        "esis_sync_client_certificate_expiry_seconds",
+        "Seconds until the school's ESIS client certificate expires (negative: expired)",
+        labels=["school"],
+    )
+    expiring = GaugeMetricFamily(
+        "esis_sync_client_certificates_expiring",
+        "ESIS client certificates that expire within 30, 7 and 1 days",
+        labels=["within_days"],
+    )
+    within = dict.fromkeys((30, 7, 1), 0)
+    connection_t = metadata.tables["esis_connection"]
+    for key, not_after in session.execute(
+        select(school_t.c.key, connection_t.c.cert_not_after).join(
+            connection_t, connection_t.c.school_id == school_t.c.id
+        )
+    ):
+        left = (not_after - now).total_seconds()
+        certificates.add_metric([key], left)
+        for days in within:
+            within[days] += left <= days * 86400
+    for days, n in within.items():
+        expiring.add_metric([str(days)], n)
+    return [runs, drift, failed, age, jobs, certificates, expiring]
 
 
 router = APIRouter(tags=["health"])

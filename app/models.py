@@ -1,6 +1,7 @@
 """Every table, imported in one place for alembic and the tests."""
 
 from app.auth.models import ApiKey
+from app.coupling.health_models import ConnectionHealth
 from app.coupling.models import EsisConnection, SigningSecret
 from app.db import metadata
 from app.events.models import Event
@@ -17,12 +18,14 @@ from app.roster.models import (
 )
 from app.schools.models import School
 from app.sync.models import DriftItem, Snapshot, SyncRun
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.year_transition.models import YearTransition
 
 __all__ = [
     "ApiKey",
     "ClassArrangement",
     "ClassPlacement",
+    "ConnectionHealth",
     "DriftItem",
     "EsisConnection",
     "Event",
@@ -37,6 +40,8 @@ __all__ = [
     "StudentGroup",
     "StudentGuardian",
     "SyncRun",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "YearTransition",
     "metadata",
 ]

@@ -12,10 +12,14 @@ import datetime as dt
 import logging
 import threading
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from app.config import Settings
+from app.coupling.health import check_certificates
 from app.coupling.pulls import PullOptions, run_due
 from app.coupling.receive import PushLimits, recover_interrupted
 from app.db import make_engine, make_sessionmaker
+from app.webhooks.delivery import deliver_pending
 
 log = logging.getLogger("esis_sync.worker")
 
@@ -34,20 +38,59 @@ def run(settings: Settings, *, stop: threading.Event, once: bool = False) -> int
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     pulled = 0
+    if not once:
+        # Webhooks on their own, shorter interval: a change reaches receivers in seconds.
+        threading.Thread(
+            target=run_webhooks,
+            args=(settings,),
+            kwargs={"stop": stop},
+            name="esis-sync-webhooks",
+            daemon=True,
+        ).start()
     try:
         while True:
             try:
                 recover_interrupted(sessions=sessions, today=dt.datetime.now(settings.tz).date())
+                check_certificates(sessions=sessions)
                 runs = run_due(sessions=sessions, settings=settings, options=options(settings))
                 pulled += len(runs)
                 if runs:
                     log.info("scheduled pulls done", extra={"pulls": len(runs)})
             except Exception as exc:  # a worker survives a bad pass; the lease retries it
                 log.error("scheduler pass failed", extra={"error_type": type(exc).__name__})
-            if once or stop.wait(settings.scheduler_interval_seconds):
+            if once:
+                run_webhooks(settings, stop=stop, once=True, sessions=sessions)
+                return pulled
+            if stop.wait(settings.scheduler_interval_seconds):
                 return pulled
     finally:
         engine.dispose()
+
+
+def run_webhooks(
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    once: bool = False,
+    sessions: sessionmaker[Session] | None = None,
+) -> int:
+    """Deliver change-feed events to webhook endpoints until `stop`; returns events sent."""
+    engine = None
+    if sessions is None:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+    sent = 0
+    try:
+        while True:
+            try:
+                sent += deliver_pending(sessions=sessions, settings=settings)
+            except Exception as exc:  # a bad pass is retried on the next one
+                log.error("webhook pass failed", extra={"error_type": type(exc).__name__})
+            if once or stop.wait(settings.webhook_interval_seconds):
+                return sent
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 def start_in_thread(settings: Settings) -> threading.Event:

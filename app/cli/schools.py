@@ -99,10 +99,21 @@ def pull(
 @cli.command()
 def purge() -> None:
     """Remove the personal data of records deleted longer ago than the retention window."""
+    from app.feed.retention import compact as compact_feed
     from app.roster.purge import purge as run_purge
+    from app.webhooks.retention import prune_deliveries
 
     settings = load_settings()
     with database(settings) as db, write_transaction(db.sessions) as session:
         counts = run_purge(session=session, retention_days=settings.retention_days)
+        counts["events"] += compact_feed(
+            session=session, retention_days=settings.feed_retention_days
+        )
+        counts["webhook_deliveries"] += prune_deliveries(
+            session=session, retention_days=settings.feed_retention_days
+        )
     done = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing"
-    typer.echo(f"purged (retention {settings.retention_days} days): {done}")
+    typer.echo(
+        f"purged (retention {settings.retention_days} days, feed "
+        f"{settings.feed_retention_days} days): {done}"
+    )

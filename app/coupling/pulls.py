@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.coupling import repository
+from app.coupling import health, repository
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot, record_failure, record_outcome
 from app.coupling.schemas import ConnectionPut
@@ -202,6 +202,7 @@ def pull(
                 status=RunStatus.NO_CHANGES,
                 warnings=["ESIS answered geenwijzigingen: nothing changed since the last pull"],
             )
+            health.note_pull(sessions=sessions, settings=settings, run=run)
             return run
         log.warning(
             "pull failed",
@@ -214,6 +215,7 @@ def pull(
                 run=run,
                 exc=EsisNoData(f"{exc} (nothing was changed)", kind=exc.kind, transient=False),
             )
+            health.note_pull(sessions=sessions, settings=settings, run=run)
             return run
         error = EsisUnavailable(
             f"{exc} (nothing was changed)",
@@ -222,6 +224,7 @@ def pull(
             transient=exc.transient,
         )
         record_failure(sessions=sessions, run=run, exc=error)
+        health.note_pull(sessions=sessions, settings=settings, run=run)
         return run
     received = receive_snapshot(
         sessions=sessions,
@@ -235,6 +238,7 @@ def pull(
         limits=options.limits,
         parsed=Parsed(answer.read.snapshot, list(answer.read.warnings)),  # read once, not twice
     )
+    health.note_pull(sessions=sessions, settings=settings, run=received.run)
     return received.run
 
 
@@ -281,6 +285,8 @@ def run_due(
     today = now.astimezone(settings.tz).date()
     with sessions() as session:
         schools = due(session=session, now=now, tz=settings.tz)
+        waiting = health.backed_off(session=session, settings=settings, school_ids=schools, now=now)
+    schools = [s for s in schools if s not in waiting]  # quarantined: backing off
     runs: list[SyncRun] = []
     for school_id in schools:
         if not claim(sessions=sessions, school_id=school_id, now=now, today=today):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from app.coupling import activation, export, imports, pulls, signing
+from app.coupling import activation, export, health, imports, pulls, signing
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot
 from app.coupling.schemas import CertificateInfo, ConnectionPublic, ConnectionPut
@@ -339,8 +339,13 @@ def put_connection(
     "whether the secrets are set; never the secrets themselves.",
     responses=problem_responses(*AUTH),
 )
-def get_connection(ctx: WriteSchool, session: SessionDep) -> ConnectionPublic:
-    return _connection_public(pulls.get_connection(session=session, school_id=ctx.school.id))
+def get_connection(request: Request, ctx: WriteSchool, session: SessionDep) -> ConnectionPublic:
+    row = pulls.get_connection(session=session, school_id=ctx.school.id)
+    shown = _connection_public(row)
+    shown.health = health.health_public(
+        session=session, settings=request.app.state.settings, connection=row
+    )
+    return shown
 
 
 @router.post(

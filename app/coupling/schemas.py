@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.coupling.health_schemas import HealthPublic
+
 Url = Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)]
 
 
@@ -80,4 +82,7 @@ class ConnectionPublic(BaseModel):
     updated_at: dt.datetime
     last_pulled_on: dt.date | None = Field(
         description="The school-local day of the last daily pull."
+    )
+    health: HealthPublic | None = Field(
+        default=None, description="The connection's health (as `GET .../esis/health`)."
     )

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from app.errors import Unprocessable
 from app.events.models import Event
+from app.feed.retention import check_reachable
 from app.pagination import decode_cursor, encode_cursor
 
 
@@ -43,6 +44,8 @@ def list_events(
     `seq > last seen` neither skips nor repeats an event, whatever is written meanwhile.
     """
     last_seen = _after_seq(after)
+    if after is not None:
+        check_reachable(session=session, school_id=school_id, after=last_seen)
     query = (
         select(Event)
         .where(col(Event.school_id) == school_id, col(Event.seq) > last_seen)

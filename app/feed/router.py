@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from app.errors import Forbidden, NotFound, Unauthorized, Unprocessable, problem_responses
 from app.feed import queries
+from app.feed.retention import FeedCompacted
 from app.feed.schemas import EventList, EventPublic
 from app.pagination import Limit
 from app.schools.dependencies import ReadSchool, SessionDep
@@ -36,8 +37,12 @@ After = Annotated[
     "a follower polls with the last `next_cursor` it stored as `after` and, also after a "
     "restart, never misses or repeats an event. `next_cursor` is always present: on an "
     "empty page it is the `after` given.\n\n"
-    "Filter by `entity` and `entity_id` for the audit trail of one record.",
-    responses=problem_responses(Unauthorized, Forbidden, NotFound, Unprocessable),
+    "Filter by `entity` and `entity_id` for the audit trail of one record.\n\n"
+    "Events older than the feed's retention (`ESIS_SYNC_FEED_RETENTION_DAYS`) are removed by "
+    "`esis-sync purge`. A cursor from before the oldest kept event gets `410 Gone` "
+    "(`/problems/feed-compacted`): read the roster lists again, then resume with "
+    "`after=<resume_cursor>` from the problem.",
+    responses=problem_responses(Unauthorized, Forbidden, NotFound, Unprocessable, FeedCompacted),
 )
 def list_events(
     ctx: ReadSchool,

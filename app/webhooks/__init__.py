@@ -1,0 +1,1 @@
+"""Signed notifications: the change feed delivered to a school's webhook endpoints."""

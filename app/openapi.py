@@ -50,10 +50,19 @@ def build(
     components.update(snapshot.pop("$defs", {}))
     components["EsisSnapshot"] = snapshot
     _integer_formats(schema)
+    _string_lengths(schema)
     return schema
 
 
 def _finish_operation(operation: dict[str, Any]) -> None:
+    for parameter in operation.get("parameters", []):
+        # An optional query parameter is absent or has a value: a query string cannot say
+        # null, and `anyOf [X, null]` makes generators lose X's format and bounds.
+        variants = parameter["schema"].get("anyOf", [])
+        others = [v for v in variants if v != {"type": "null"}]
+        if len(variants) == 2 and len(others) == 1:
+            rest = {k: v for k, v in parameter["schema"].items() if k != "anyOf"}
+            parameter["schema"] = {**others[0], **rest}
     responses = operation.setdefault("responses", {})
     if "422" in responses:
         # Validation errors are problem details too, not FastAPI's default shape.
@@ -84,3 +93,19 @@ def _integer_formats(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _integer_formats(value)
+
+
+# The longest text each string format allows: a UUID is 36 characters; an RFC 3339
+# timestamp with microseconds and an offset 32.
+FORMAT_LENGTHS = {"uuid": 36, "date-time": 40, "date": 10, "time": 20, "email": 320}
+
+
+def _string_lengths(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "string" and node.get("format") in FORMAT_LENGTHS:
+            node.setdefault("maxLength", FORMAT_LENGTHS[node["format"]])
+        for value in node.values():
+            _string_lengths(value)
+    elif isinstance(node, list):
+        for value in node:
+            _string_lengths(value)

@@ -52,7 +52,10 @@ router = APIRouter(prefix="/api/v1/schools/{school}", tags=["roster"])
 AUTH = (Unauthorized, Forbidden, NotFound)
 IfMatch = Annotated[
     str | None,
-    Header(description="The `ETag` you read; a stale one gets 412 instead of overwriting."),
+    Header(
+        max_length=100,
+        description="The `ETag` you read; a stale one gets 412 instead of overwriting.",
+    ),
 ]
 
 

@@ -110,7 +110,7 @@ class SyncRunPublic(BaseModel):
     snapshot_id: uuid.UUID | None
     started_at: dt.datetime
     finished_at: dt.datetime | None
-    counts: dict[EntityName, EntityCounts] = Field(
+    counts: dict[str, EntityCounts] = Field(
         description="Per entity (`group`, `student`, `guardian`, `staff`, `student_group`, "
         "`student_guardian`, `staff_group`)."
     )

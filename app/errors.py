@@ -24,8 +24,7 @@ PROBLEM_BASE = "/problems/"
 # `about:blank` for an unknown path or a wrong method. `tests/test_openapi.py` checks that
 # each DomainError and FormatError subclass is listed here and in docs/api.md.
 PROBLEM_TYPES: dict[str, str] = {
-    "validation": "422: the request (or a snapshot in it) is not valid; `errors` names each "
-    "field",
+    "validation": "422: the request (or a snapshot in it) is not valid; `errors` names each field",
     "unauthorized": "401: no key, or an unknown or revoked one",
     "signature": "401: a school with a signing secret got an unsigned, wrongly signed or "
     "stale push",

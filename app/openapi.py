@@ -31,9 +31,7 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def build(
-    *, title: str, version: str, description: str, routes: Any, tags: Any
-) -> dict[str, Any]:
+def build(*, title: str, version: str, description: str, routes: Any, tags: Any) -> dict[str, Any]:
     schema = get_openapi(
         title=title, version=version, description=description, routes=routes, tags=tags
     )
@@ -109,3 +107,17 @@ def _string_lengths(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _string_lengths(value)
+
+
+def main() -> None:
+    """`python -m app.openapi`: print the document (for `make spectral` and generators)."""
+    import json
+
+    from app.config import Settings
+    from app.main import create_app
+
+    print(json.dumps(create_app(Settings(database_url="sqlite://")).openapi(), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,16 @@ from pydantic import BaseModel, Field
 from app.coupling import activation, export, imports, pulls, signing
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot
-from app.coupling.schemas import CertificateInfo, ConnectionPublic, ConnectionPut
+from app.coupling.schemas import (
+    EDEXML_BODY,
+    REPLAYED,
+    SNAPSHOT_BODY,
+    WEBHOOK_HEADERS,
+    XML_BINARY,
+    CertificateInfo,
+    ConnectionPublic,
+    ConnectionPut,
+)
 from app.coupling.signing import SignatureRefused
 from app.errors import (
     Conflict,
@@ -33,53 +42,6 @@ from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
 
 router = APIRouter(prefix="/api/v1/schools/{school}/esis", tags=["esis"])
 AUTH = (Unauthorized, Forbidden, NotFound)
-
-SNAPSHOT_BODY = {
-    "required": True,
-    "description": "A full snapshot of the school: JSON (the `EsisSnapshot` schema) or EDEXml "
-    "2.0/2.1 XML with the guardian block (`esis-protocol.md`).",
-    "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/EsisSnapshot"}},
-        "application/xml": {
-            "schema": {"type": "string", "format": "binary", "maxLength": 134217728}
-        },
-    },
-}
-# Standard Webhooks 1.0: read by `signing.verify` from the raw headers (a missing or wrong one
-# is a 401 `signature` problem, not a 422), so they are declared here rather than as params.
-WEBHOOK_HEADERS = [
-    {
-        "name": "webhook-id",
-        "in": "header",
-        "required": False,
-        "description": "Standard Webhooks: the message id; also the idempotency key when "
-        "`Idempotency-Key` is absent. Required when the school has a signing secret.",
-        "schema": {"type": "string", "maxLength": 200, "pattern": r"^[\x21-\x7e]+$"},
-    },
-    {
-        "name": "webhook-timestamp",
-        "in": "header",
-        "required": False,
-        "description": "Standard Webhooks: Unix seconds of signing; at most the configured "
-        "tolerance (5 minutes) away from now.",
-        "schema": {"type": "string", "maxLength": 12, "pattern": "^[0-9]{1,12}$"},
-    },
-    {
-        "name": "webhook-signature",
-        "in": "header",
-        "required": False,
-        "description": "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` "
-        "signatures of `<webhook-id>.<webhook-timestamp>.<body>`.",
-        "schema": {"type": "string", "maxLength": 4000, "pattern": r"^v1,[A-Za-z0-9+/=]+( .+)?$"},
-    },
-]
-REPLAYED = {
-    "Idempotent-Replayed": {
-        "description": "`true`: this snapshot was received before; the answer is its first run.",
-        "schema": {"type": "string", "enum": ["true"]},
-    }
-}
-XML_BINARY = {"type": "string", "format": "binary", "maxLength": 134217728}
 
 
 @router.post(
@@ -306,12 +268,6 @@ def deactivate(ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
 
 edexml_router = APIRouter(prefix="/api/v1/schools/{school}", tags=["edexml"])
 
-EDEXML_BODY = {
-    "required": True,
-    "description": "An EDEXml 2.0 or 2.1 file, optionally with the guardian block.",
-    "content": {"application/xml": {"schema": XML_BINARY}},
-}
-
 
 @edexml_router.post(
     "/imports/edexml",
@@ -442,7 +398,7 @@ async def pull_now(request: Request, ctx: WriteSchool) -> SyncRunPublic:
             "description": "An EDEXml 2.1 document",
             "headers": {
                 "Content-Disposition": {
-                    "description": "`attachment; filename=\"<school>-edexml.xml\"`",
+                    "description": '`attachment; filename="<school>-edexml.xml"`',
                     "schema": {"type": "string", "maxLength": 100, "pattern": "^attachment; "},
                 }
             },

@@ -45,6 +45,7 @@ from app.roster.schemas import (
     StudentList,
     StudentPublic,
     StudentUpdate,
+    with_etag,
 )
 from app.schools.dependencies import ReadSchool, SessionDep, WriteSchool
 
@@ -57,19 +58,6 @@ IfMatch = Annotated[
         description="The `ETag` you read; a stale one gets 412 instead of overwriting.",
     ),
 ]
-
-
-ETAG = {
-    "ETag": {
-        "description": "The record's version (a strong ETag): send it as `If-Match` to change "
-        "or delete it.",
-        "schema": {"type": "string", "maxLength": 24, "pattern": '^"[0-9]+"$'},
-    }
-}
-
-
-def _with_etag(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {status_code: {"description": description, "headers": ETAG}}
 
 
 def _routes(
@@ -140,7 +128,7 @@ def _routes(
         "version, for `If-Match` on a later PATCH or DELETE. Deleted records are shown with "
         "their deletion state (restorable within the retention window).",
         response_model=public,
-        responses={**_with_etag(200, f"The {noun}."), **problem_responses(*AUTH)},
+        responses={**with_etag(200, f"The {noun}."), **problem_responses(*AUTH)},
         name=f"get_{noun}",
     )
     def get_(record_id: uuid.UUID, ctx: ReadSchool, session: SessionDep, response: Response) -> Any:
@@ -156,7 +144,7 @@ def _routes(
         "After activation the ESIS key is ESIS's (409).",
         response_model=public,
         responses={
-            **_with_etag(200, f"The {noun} as changed."),
+            **with_etag(200, f"The {noun} as changed."),
             **problem_responses(*AUTH, Conflict, PreconditionFailed, Unprocessable),
         },
         name=f"update_{noun}",
@@ -211,7 +199,7 @@ def _routes(
         "the record is not deleted).",
         response_model=public,
         responses={
-            **_with_etag(200, f"The {noun}, restored."),
+            **with_etag(200, f"The {noun}, restored."),
             **problem_responses(*AUTH, Conflict),
         },
         name=f"restore_{noun}",
@@ -249,7 +237,7 @@ def _routes(
         description=create_rule,
         response_model=public,
         responses={
-            **_with_etag(201, f"The new {noun}."),
+            **with_etag(201, f"The new {noun}."),
             **problem_responses(*AUTH, Conflict, Unprocessable),
         },
         name=f"create_{noun}",
@@ -329,7 +317,7 @@ def create_arrangement(
     "/class-arrangements/{arrangement_id}",
     summary="Get a class arrangement",
     description="R11: with its placements and, after a year transition, why it needs review.",
-    responses={**_with_etag(200, "The class arrangement."), **problem_responses(*AUTH)},
+    responses={**with_etag(200, "The class arrangement."), **problem_responses(*AUTH)},
     name="get_class_arrangement",
 )
 def get_arrangement(
@@ -348,7 +336,7 @@ def get_arrangement(
     description="R11: name, description, school year, placements (replacing them). A change "
     "clears the review flag: the school has checked it. Honours `If-Match`.",
     responses={
-        **_with_etag(200, "The class arrangement as changed."),
+        **with_etag(200, "The class arrangement as changed."),
         **problem_responses(*AUTH, PreconditionFailed, Unprocessable),
     },
     name="update_class_arrangement",

@@ -408,3 +408,16 @@ class ReviewReport(BaseModel):
 
     local_groups: list[ReviewItem]
     class_arrangements: list[ReviewItem]
+
+
+ETAG = {
+    "ETag": {
+        "description": "The record's version (a strong ETag): send it as `If-Match` to change "
+        "or delete it.",
+        "schema": {"type": "string", "maxLength": 24, "pattern": '^"[0-9]+"$'},
+    }
+}
+
+
+def with_etag(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"description": description, "headers": ETAG}}

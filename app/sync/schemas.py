@@ -22,7 +22,9 @@ Count = Annotated[int, Field(ge=0, le=10_000_000)]
 
 class EntityCounts(BaseModel):
     added: Count = Field(description="New records or links from ESIS (R4).")
-    updated: Count = Field(description="ESIS values applied (groups; persons under apply_unedited).")
+    updated: Count = Field(
+        description="ESIS values applied (groups; persons under apply_unedited)."
+    )
     unchanged: Count
     matched: Count = Field(description="Existing records paired with ESIS at activation (R2).")
     drift_opened: Count = Field(description="ESIS changes not applied, now open as drift (R5).")

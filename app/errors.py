@@ -38,6 +38,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "internal": "500: a server error, logged with the request id; no details here",
     "secret-unreadable": "500: a stored secret does not decrypt with the configured keys",
     "esis-unavailable": "502: ESIS could not be fetched (recorded in a failed pull run)",
+    "esis-no-data": "502: ESIS answered a pull with no data for the school (a failed run, "
+    "not retried)",
     "secret-key-missing": "503: no secret key is configured, so secrets cannot be stored",
 }
 

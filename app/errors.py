@@ -20,16 +20,110 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
 
+# Every problem type this service answers with; `type` is `/problems/<slug>`, or
+# `about:blank` for an unknown path or a wrong method. `tests/test_openapi.py` checks that
+# each DomainError and FormatError subclass is listed here and in docs/api.md.
+PROBLEM_TYPES: dict[str, str] = {
+    "validation": "422: the request (or a snapshot in it) is not valid; `errors` names each field",
+    "unauthorized": "401: no key, or an unknown or revoked one",
+    "signature": "401: a school with a signing secret got an unsigned, wrongly signed or "
+    "stale push",
+    "forbidden": "403: the key's role may not do this",
+    "not-found": "404: no such record, or another school's (indistinguishable)",
+    "conflict": "409: the state does not allow it (e.g. activation before readiness, R1)",
+    "precondition-failed": "412: `If-Match` is stale; `current_etag` is the current one",
+    "payload-too-large": "413: the body is larger than the configured limit",
+    "unsupported-media-type": "415: a body type this operation does not read",
+    "too-many-requests": "429: too many snapshots this minute; see `retry_after`",
+    "feed-compacted": "410: the change feed no longer reaches this cursor (events were "
+    "compacted); read the roster lists again and resume where the problem says",
+    "internal": "500: a server error, logged with the request id; no details here",
+    "secret-unreadable": "500: a stored secret does not decrypt with the configured keys",
+    "esis-unavailable": "502: ESIS could not be fetched (recorded in a failed pull run)",
+    "esis-no-data": "502: ESIS answered a pull with no data for the school (a failed run, "
+    "not retried)",
+    "secret-key-missing": "503: no secret key is configured, so secrets cannot be stored",
+}
+
+
+class FieldError(BaseModel):
+    """One thing wrong in the request, by where it is."""
+
+    field: str = Field(
+        max_length=500,
+        description="Where: a dotted path (`students[3] (key 00004).birth_date`), a query "
+        "parameter, or `body`.",
+        examples=["groups[3].key"],
+    )
+    message: str = Field(max_length=2000, examples=["duplicate key 'G5A'"])
+    type: str | None = Field(
+        default=None, max_length=100, description="A machine-readable kind, when known."
+    )
+
+
+class ReadinessGap(BaseModel):
+    key: str = Field(max_length=64)
+    name: str = Field(max_length=500)
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details. Extra members (e.g. `errors`) carry what is wrong."""
+    """RFC 9457 problem details. Extra members carry what is wrong; clients must ignore
+    members they do not know."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(examples=["/problems/validation"])
-    title: str = Field(examples=["Request is not valid"])
-    status: int = Field(examples=[422])
-    detail: str | None = Field(default=None, examples=["groups[3].key: duplicate key 'G5A'"])
-    instance: str | None = None
+    type: str = Field(
+        max_length=100,
+        pattern=r"^(about:blank|/problems/[a-z-]+)$",
+        description="The problem type: "
+        + "; ".join(f"`{PROBLEM_BASE}{slug}` ({text})" for slug, text in PROBLEM_TYPES.items())
+        + "; `about:blank` for an unknown path or a method the path does not allow.",
+        examples=["/problems/validation"],
+    )
+    title: str = Field(max_length=200, examples=["Request is not valid"])
+    status: int = Field(ge=400, le=599, json_schema_extra={"format": "int32"}, examples=[422])
+    detail: str | None = Field(
+        default=None, max_length=10000, examples=["groups[3].key: duplicate key 'G5A'"]
+    )
+    instance: str | None = Field(default=None, max_length=2000)
+    errors: list[FieldError] | None = Field(
+        default=None, max_length=1000, description="422: each offending field."
+    )
+    current_etag: str | None = Field(
+        default=None, max_length=40, description="412: the record's current `ETag`."
+    )
+    retry_after: int | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        json_schema_extra={"format": "int32"},
+        description="429: seconds to wait (also the `Retry-After` header).",
+    )
+    transition_id: str | None = Field(
+        default=None,
+        max_length=36,
+        json_schema_extra={"format": "uuid"},
+        description="409: the held year transition to confirm or reject first.",
+    )
+    students_without_guardian: list[ReadinessGap] | None = Field(
+        default=None, max_length=100000, description="409 at activation: the R1 gaps."
+    )
+    guardians_without_email: list[ReadinessGap] | None = Field(
+        default=None, max_length=100000, description="409 at activation: the R1 gaps."
+    )
+    kind: str | None = Field(
+        default=None, max_length=32, description="502: how the fetch from ESIS failed."
+    )
+    attempts: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        json_schema_extra={"format": "int32"},
+        description="502: how many times ESIS was tried.",
+    )
+    transient: bool | None = Field(
+        default=None, description="502: whether a later try may succeed."
+    )
 
 
 class DomainError(Exception):
@@ -105,16 +199,41 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# Headers a problem response carries, by status (see `problem_response` and receive.py).
+PROBLEM_HEADERS: dict[int, dict[str, dict[str, Any]]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "`Bearer`: the scheme the API expects (RFC 6750).",
+            "schema": {"type": "string", "enum": ["Bearer"]},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before the next snapshot is accepted.",
+            "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400},
+        }
+    },
+}
+
+
 def problem_responses(
     *errors: type[DomainError] | type[FormatError],
 ) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: documents each problem it can answer with."""
+    """`responses=` for a route: documents each problem it can answer with (errors of the
+    same status share one response, their titles joined)."""
     out: dict[int | str, dict[str, Any]] = {}
     for error in errors:
+        if error.status in out:
+            known = out[error.status]
+            if error.title not in known["description"]:
+                known["description"] += f"; {error.title}"
+            continue
         out[error.status] = {
             "description": error.title,
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
+        if error.status in PROBLEM_HEADERS:
+            out[error.status]["headers"] = dict(PROBLEM_HEADERS[error.status])
     return out
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.migrations import current_revision
@@ -16,13 +16,14 @@ router = APIRouter(tags=["health"])
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
-    detail: str | None = None
+    detail: str | None = Field(default=None, max_length=500)
 
 
 @router.get(
     "/healthz",
     summary="Liveness",
     description="The process is up (no database check; see `/readyz`).",
+    name="get_liveness",
 )
 def healthz() -> Health:
     return Health(status="ok")
@@ -32,7 +33,9 @@ def healthz() -> Health:
     "/readyz",
     summary="Readiness",
     description="The database is reachable and its schema is at the migration head.",
+    response_model=Health,
     responses={503: {"model": Health, "description": "Not ready"}},
+    name="get_service_readiness",
 )
 def readyz(request: Request) -> JSONResponse:
     head: str | None = request.app.state.schema_head

@@ -6,17 +6,16 @@ import gc
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
+from app import openapi as openapi_document
 from app.config import Settings, get_settings
 from app.coupling.health_router import router as esis_health_router
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker
-from app.errors import PROBLEM_JSON, Problem, install_error_handlers
-from app.esis.schemas import EsisSnapshot
+from app.errors import install_error_handlers
 from app.feed.router import router as events_router
 from app.logging import configure_logging
 from app.middleware import BodySizeLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
@@ -45,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="esis-sync",
         version="0.1.0",
         description=DESCRIPTION,
+        generate_unique_id_function=openapi_document.operation_id,
         openapi_tags=[
             {"name": "schools", "description": "Schools, their policy and API keys."},
             {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
@@ -88,30 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
+            app.openapi_schema = openapi_document.build(
                 title=app.title,
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
                 tags=app.openapi_tags,
             )
-            problem = {"$ref": "#/components/schemas/Problem"}
-            for item in schema["paths"].values():
-                for operation in item.values():
-                    # Validation errors are problem details too, not FastAPI's default shape.
-                    if "422" in operation.get("responses", {}):
-                        operation["responses"]["422"] = {
-                            "description": "Request is not valid",
-                            "content": {PROBLEM_JSON: {"schema": problem}},
-                        }
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.pop("HTTPValidationError", None)
-            components.pop("ValidationError", None)
-            components["Problem"] = Problem.model_json_schema()
-            snapshot = EsisSnapshot.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(snapshot.pop("$defs", {}))
-            components["EsisSnapshot"] = snapshot
-            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

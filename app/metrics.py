@@ -176,6 +176,7 @@ router = APIRouter(tags=["health"])
             "description": "Prometheus text format",
         }
     },
+    name="get_metrics",
 )
 def metrics(request: Request) -> Response:
     with request.app.state.sessionmaker() as session:

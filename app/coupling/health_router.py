@@ -18,6 +18,7 @@ AUTH = (Unauthorized, Forbidden, NotFound)
 
 @router.get(
     "/health",
+    name="get_esis_health",
     summary="The ESIS connection's health",
     description="Derived from the school's pull history: `healthy`, `failing` or "
     "`quarantined` (after ESIS_SYNC_PULL_QUARANTINE_FAILURES failed pulls in a row the "
@@ -34,6 +35,7 @@ def get_health(request: Request, ctx: WriteSchool, session: SessionDep) -> Healt
 
 @router.post(
     "/connection/test",
+    name="test_esis_connection",
     summary="Test the ESIS connection",
     description="Fetches the school from ESIS now (one try) and answers with what a pull "
     "would do: records received, the merge's counts per kind planned against the school as "

@@ -13,7 +13,17 @@ from pydantic import BaseModel, Field
 from app.coupling import activation, export, health, imports, pulls, signing
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot
-from app.coupling.schemas import CertificateInfo, ConnectionPublic, ConnectionPut
+from app.coupling.schemas import (
+    EDEXML_BODY,
+    REPLAYED,
+    SNAPSHOT_BODY,
+    WEBHOOK_HEADERS,
+    XML_BINARY,
+    CertificateInfo,
+    ConnectionPublic,
+    ConnectionPut,
+)
+from app.coupling.signing import SignatureRefused
 from app.errors import (
     Conflict,
     Forbidden,
@@ -33,16 +43,6 @@ from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
 router = APIRouter(prefix="/api/v1/schools/{school}/esis", tags=["esis"])
 AUTH = (Unauthorized, Forbidden, NotFound)
 
-SNAPSHOT_BODY = {
-    "required": True,
-    "description": "A full snapshot of the school: JSON (the `EsisSnapshot` schema) or EDEXml "
-    "2.0/2.1 XML with the guardian block (`esis-protocol.md`).",
-    "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/EsisSnapshot"}},
-        "application/xml": {"schema": {"type": "string", "format": "binary"}},
-    },
-}
-
 
 @router.post(
     "/snapshots",
@@ -59,11 +59,22 @@ SNAPSHOT_BODY = {
         "Schools with a signing secret need Standard Webhooks signatures (401 otherwise); more "
         "than the per-minute limit of new snapshots gets 429 with `Retry-After`."
     ),
-    openapi_extra={"requestBody": SNAPSHOT_BODY},
+    openapi_extra={"requestBody": SNAPSHOT_BODY, "parameters": WEBHOOK_HEADERS},
     responses={
-        200: {"model": SyncRunPublic, "description": "Received before: the first run."},
+        200: {
+            "model": SyncRunPublic,
+            "description": "Received before: the first run.",
+            "headers": REPLAYED,
+        },
+        201: {"description": "Received: the run it made."},
         **problem_responses(
-            *AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests
+            *AUTH,
+            SignatureRefused,
+            Conflict,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unprocessable,
+            TooManyRequests,
         ),
     },
 )
@@ -198,6 +209,7 @@ def revoke_signing_secret(secret_id: uuid.UUID, ctx: WriteSchool, session: Sessi
     "without an e-mail address, with counts, keys and names. Activation (R2) is refused until "
     "both lists are empty.",
     responses=problem_responses(*AUTH),
+    name="get_activation_readiness",
 )
 def get_readiness(ctx: WriteSchool, session: SessionDep) -> ReadinessPublic:
     result = activation.readiness(session=session, school_id=ctx.school.id)
@@ -228,6 +240,7 @@ def get_readiness(ctx: WriteSchool, session: SessionDep) -> ReadinessPublic:
     "birth date and a guardian or staff member by e-mail, and not duplicated; the run's "
     "`report` lists matched, created and unmatched records.",
     responses=problem_responses(*AUTH, Conflict),
+    name="activate_coupling",
 )
 async def activate(request: Request, ctx: WriteSchool) -> SyncRunPublic:
     run = await run_in_threadpool(
@@ -244,6 +257,7 @@ async def activate(request: Request, ctx: WriteSchool) -> SyncRunPublic:
     summary="Deactivate the coupling",
     description="Stops the merge: later snapshots are stored, not applied. The data stays.",
     responses=problem_responses(*AUTH),
+    name="deactivate_coupling",
 )
 def deactivate(ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
     school = activation.deactivate(
@@ -253,12 +267,6 @@ def deactivate(ctx: WriteSchool, session: SessionDep) -> SchoolPublic:
 
 
 edexml_router = APIRouter(prefix="/api/v1/schools/{school}", tags=["edexml"])
-
-EDEXML_BODY = {
-    "required": True,
-    "description": "An EDEXml 2.0 or 2.1 file, optionally with the guardian block.",
-    "content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
-}
 
 
 @edexml_router.post(
@@ -318,6 +326,7 @@ def _connection_public(row: EsisConnection) -> ConnectionPublic:
     "autorisatiesleutel, klantcode and klantnaam. Secrets are encrypted at rest and never "
     "read back; a certificate that does not parse or has expired is refused (422).",
     responses=problem_responses(*AUTH, Unprocessable),
+    name="set_esis_connection",
 )
 def put_connection(
     data: ConnectionPut, request: Request, ctx: WriteSchool, session: SessionDep
@@ -338,6 +347,7 @@ def put_connection(
     description="The address, klantcode, klantnaam, the certificate's subject and expiry, and "
     "whether the secrets are set; never the secrets themselves.",
     responses=problem_responses(*AUTH),
+    name="get_esis_connection",
 )
 def get_connection(request: Request, ctx: WriteSchool, session: SessionDep) -> ConnectionPublic:
     row = pulls.get_connection(session=session, school_id=ctx.school.id)
@@ -358,6 +368,7 @@ def get_connection(request: Request, ctx: WriteSchool, session: SessionDep) -> C
     "`failed` run with the reason, and the school stays as it was: a failed fetch is never an "
     "empty school.",
     responses=problem_responses(*AUTH, Conflict, Unprocessable),
+    name="pull_from_esis",
 )
 async def pull_now(request: Request, ctx: WriteSchool) -> SyncRunPublic:
     settings = request.app.state.settings
@@ -388,8 +399,14 @@ async def pull_now(request: Request, ctx: WriteSchool) -> SyncRunPublic:
     response_class=Response,
     responses={
         200: {
-            "content": {"application/xml": {"schema": {"type": "string"}}},
+            "content": {"application/xml": {"schema": XML_BINARY}},
             "description": "An EDEXml 2.1 document",
+            "headers": {
+                "Content-Disposition": {
+                    "description": '`attachment; filename="<school>-edexml.xml"`',
+                    "schema": {"type": "string", "maxLength": 100, "pattern": "^attachment; "},
+                }
+            },
         },
         **problem_responses(*AUTH, Conflict),
     },

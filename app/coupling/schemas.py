@@ -86,3 +86,59 @@ class ConnectionPublic(BaseModel):
     health: HealthPublic | None = Field(
         default=None, description="The connection's health (as `GET .../esis/health`)."
     )
+
+
+# --- OpenAPI shapes of the XML bodies and the push's headers ---------------------------------
+
+SNAPSHOT_BODY = {
+    "required": True,
+    "description": "A full snapshot of the school: JSON (the `EsisSnapshot` schema) or EDEXml "
+    "2.0/2.1 XML with the guardian block (`esis-protocol.md`).",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/EsisSnapshot"}},
+        "application/xml": {
+            "schema": {"type": "string", "format": "binary", "maxLength": 134217728}
+        },
+    },
+}
+# Standard Webhooks 1.0: read by `signing.verify` from the raw headers (a missing or wrong one
+# is a 401 `signature` problem, not a 422), so they are declared here rather than as params.
+WEBHOOK_HEADERS = [
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": False,
+        "description": "Standard Webhooks: the message id; also the idempotency key when "
+        "`Idempotency-Key` is absent. Required when the school has a signing secret.",
+        "schema": {"type": "string", "maxLength": 200, "pattern": r"^[\x21-\x7e]+$"},
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": False,
+        "description": "Standard Webhooks: Unix seconds of signing; at most the configured "
+        "tolerance (5 minutes) away from now.",
+        "schema": {"type": "string", "maxLength": 12, "pattern": "^[0-9]{1,12}$"},
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": False,
+        "description": "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` "
+        "signatures of `<webhook-id>.<webhook-timestamp>.<body>`.",
+        "schema": {"type": "string", "maxLength": 4000, "pattern": r"^v1,[A-Za-z0-9+/=]+( .+)?$"},
+    },
+]
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true`: this snapshot was received before; the answer is its first run.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+XML_BINARY = {"type": "string", "format": "binary", "maxLength": 134217728}
+
+EDEXML_BODY = {
+    "required": True,
+    "description": "An EDEXml 2.0 or 2.1 file, optionally with the guardian block.",
+    "content": {"application/xml": {"schema": XML_BINARY}},
+}

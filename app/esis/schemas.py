@@ -54,10 +54,20 @@ def _school_year(value: str) -> str:
     return value
 
 
+# A hard ceiling on any list in a snapshot, far above a school (the configured
+# `max_snapshot_records` is the real limit); it bounds what one request can make us hold.
+MAX_ITEMS = 1_000_000
+
 SchoolYear = Annotated[
     str,
     AfterValidator(_school_year),
-    Field(description="Runs 1 August - 31 July, written `2026-2027`.", examples=["2026-2027"]),
+    Field(
+        min_length=9,
+        max_length=9,
+        pattern=r"^\d{4}-\d{4}$",
+        description="Runs 1 August - 31 July, written `2026-2027`.",
+        examples=["2026-2027"],
+    ),
 ]
 
 
@@ -121,11 +131,14 @@ class _Strict(BaseModel):
 
 
 class SnapshotSchool(_Strict):
-    brin: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}[A-Za-z]{2}$", to_upper=True)] = (
-        Field(description="BRIN code of the school.", examples=["12AB"])
-    )
-    branch: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}$")] = Field(
-        default="00", description="Branch (dependance) code; `00` is the main location."
+    brin: Annotated[
+        str,
+        StringConstraints(
+            min_length=4, max_length=4, pattern=r"^[0-9]{2}[A-Za-z]{2}$", to_upper=True
+        ),
+    ] = Field(description="BRIN code of the school.", examples=["12AB"])
+    branch: Annotated[str, StringConstraints(min_length=2, max_length=2, pattern=r"^[0-9]{2}$")] = (
+        Field(default="00", description="Branch (dependance) code; `00` is the main location.")
     )
     school_year: SchoolYear
     generated_at: dt.datetime | None = Field(
@@ -161,7 +174,9 @@ class SnapshotStudent(_Strict):
     email: Email | None = None
     group: Key | None = Field(default=None, description="Key of the student's main group.")
     composite_groups: list[Key] = Field(
-        default_factory=list, description="Keys of the composite groups the student is in."
+        max_length=MAX_ITEMS,
+        default_factory=list,
+        description="Keys of the composite groups the student is in.",
     )
 
 
@@ -181,7 +196,9 @@ class SnapshotGuardian(_Strict):
     )
     phone: Phone | None = None
     students: list[GuardianOf] = Field(
-        min_length=1, description="The students this guardian is a parent or caregiver of."
+        min_length=1,
+        max_length=MAX_ITEMS,
+        description="The students this guardian is a parent or caregiver of.",
     )
 
 
@@ -192,8 +209,12 @@ class SnapshotStaff(_Strict):
     initials: ShortText | None = None
     given_name: ShortText | None = None
     email: Email | None = None
-    roles: list[ShortText] = Field(default_factory=list, description="EDEXml `rol` values.")
-    groups: list[Key] = Field(default_factory=list, description="Keys of the groups taught.")
+    roles: list[ShortText] = Field(
+        default_factory=list, max_length=100, description="EDEXml `rol` values."
+    )
+    groups: list[Key] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Keys of the groups taught."
+    )
     active: bool = Field(
         default=True,
         description="Whether ESIS lists the staff member as active; absent staff are not "
@@ -264,16 +285,17 @@ class EsisSnapshot(_Strict):
     school: SnapshotSchool
     carries: list[Kind] | None = Field(
         default=None,
+        max_length=20,
         description="The kinds this snapshot carries. Without it, the kinds whose list is "
         "present (even empty) are carried, with the links written in them whose two ends are "
         "carried. A kind not carried is left exactly as it is: nothing is marked missing in "
         "ESIS, changed or removed for it (ESIS leads for what ESIS sends).",
         examples=[["groups", "students", "student_groups", "staff", "staff_groups"]],
     )
-    groups: list[SnapshotGroup] = Field(default_factory=list)
-    students: list[SnapshotStudent] = Field(default_factory=list)
-    guardians: list[SnapshotGuardian] = Field(default_factory=list)
-    staff: list[SnapshotStaff] = Field(default_factory=list)
+    groups: list[SnapshotGroup] = Field(default_factory=list, max_length=MAX_ITEMS)
+    students: list[SnapshotStudent] = Field(default_factory=list, max_length=MAX_ITEMS)
+    guardians: list[SnapshotGuardian] = Field(default_factory=list, max_length=MAX_ITEMS)
+    staff: list[SnapshotStaff] = Field(default_factory=list, max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
     def _carries_what_it_holds(self) -> EsisSnapshot:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 _EXAMPLE: dict[str, Any] = {
     "seq": 42,
@@ -19,6 +19,41 @@ _EXAMPLE: dict[str, Any] = {
     "actor": "esis",
     "sync_run_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
 }
+
+
+_ANY_VALUE: dict[str, Any] = {
+    "description": "A field's value as stored: text, a number, a flag, a list of ids, or null."
+}
+# What one field's entry in `changes` holds. Published as a schema; the value is passed
+# through as committed (FieldChange members are absent, not null, when they do not apply).
+_FIELD_CHANGE: dict[str, Any] = {
+    "title": "FieldChange",
+    "type": "object",
+    "properties": {
+        "before": _ANY_VALUE,
+        "after": _ANY_VALUE,
+        "ours": {**_ANY_VALUE, "description": "Drift (R5): the value here."},
+        "esis": {**_ANY_VALUE, "description": "Drift (R5): the value ESIS sends."},
+        "reason": {"type": "string", "maxLength": 2000, "description": "Why, in words."},
+    },
+}
+Changes = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": 200,
+            "additionalProperties": {
+                "anyOf": [
+                    _FIELD_CHANGE,
+                    {"type": "string", "maxLength": 2000},
+                    {"type": "integer", "format": "int64"},
+                    {"type": "null"},
+                ]
+            },
+        }
+    ),
+]
 
 
 class EventPublic(BaseModel):
@@ -43,9 +78,11 @@ class EventPublic(BaseModel):
         "(R6). New kinds may be added; a follower should pass over ones it does "
         "not know."
     )
-    changes: dict[str, Any] = Field(
+    changes: Changes = Field(
         description='Per field, what changed: usually `{"before": ..., "after": ...}`; for '
-        'drift `{"ours": ..., "esis": ...}`; empty when the kind says it all.'
+        'drift `{"ours": ..., "esis": ...}`, `{"reason": ...}` when drift closes; a plain '
+        "value for a kind's own facts (`transition_id`, `to_year`, `reason`; `redacted` after "
+        "a purge); empty when the kind says it all."
     )
     source: str = Field(
         description="Where the change came from: `esis` (a snapshot or accepted drift), "

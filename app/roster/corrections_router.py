@@ -25,6 +25,7 @@ def _wants_csv(request: Request, format: str | None) -> bool:
 
 @router.get(
     "/reports/corrections",
+    name="get_corrections_report",
     summary="Corrections for ESIS: local edits ESIS does not have",
     description="Every field edited here (by a user or a parent through the API) whose value "
     "differs from what ESIS sent in its latest snapshot: the list the school uses to correct "

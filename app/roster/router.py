@@ -45,6 +45,7 @@ from app.roster.schemas import (
     StudentList,
     StudentPublic,
     StudentUpdate,
+    with_etag,
 )
 from app.schools.dependencies import ReadSchool, SessionDep, WriteSchool
 
@@ -52,7 +53,10 @@ router = APIRouter(prefix="/api/v1/schools/{school}", tags=["roster"])
 AUTH = (Unauthorized, Forbidden, NotFound)
 IfMatch = Annotated[
     str | None,
-    Header(description="The `ETag` you read; a stale one gets 412 instead of overwriting."),
+    Header(
+        max_length=100,
+        description="The `ETag` you read; a stale one gets 412 instead of overwriting.",
+    ),
 ]
 
 
@@ -124,7 +128,7 @@ def _routes(
         "version, for `If-Match` on a later PATCH or DELETE. Deleted records are shown with "
         "their deletion state (restorable within the retention window).",
         response_model=public,
-        responses=problem_responses(*AUTH),
+        responses={**with_etag(200, f"The {noun}."), **problem_responses(*AUTH)},
         name=f"get_{noun}",
     )
     def get_(record_id: uuid.UUID, ctx: ReadSchool, session: SessionDep, response: Response) -> Any:
@@ -139,7 +143,10 @@ def _routes(
         f"your key, now). {rules} Send `If-Match` with the ETag you read: a stale one gets 412. "
         "After activation the ESIS key is ESIS's (409).",
         response_model=public,
-        responses=problem_responses(*AUTH, Conflict, PreconditionFailed, Unprocessable),
+        responses={
+            **with_etag(200, f"The {noun} as changed."),
+            **problem_responses(*AUTH, Conflict, PreconditionFailed, Unprocessable),
+        },
         name=f"update_{noun}",
     )
     def patch_(
@@ -191,7 +198,10 @@ def _routes(
         description="Undoes a deletion while the retention window lasts (409 after it, or when "
         "the record is not deleted).",
         response_model=public,
-        responses=problem_responses(*AUTH, Conflict),
+        responses={
+            **with_etag(200, f"The {noun}, restored."),
+            **problem_responses(*AUTH, Conflict),
+        },
         name=f"restore_{noun}",
     )
     def restore_(
@@ -226,7 +236,10 @@ def _routes(
         summary=f"Create a local {noun}",
         description=create_rule,
         response_model=public,
-        responses=problem_responses(*AUTH, Conflict, Unprocessable),
+        responses={
+            **with_etag(201, f"The new {noun}."),
+            **problem_responses(*AUTH, Conflict, Unprocessable),
+        },
         name=f"create_{noun}",
     )
     def create_(
@@ -269,6 +282,7 @@ _routes(
     summary="List class arrangements",
     description="R11: divisions of students into classes made here, never from ESIS.",
     responses=problem_responses(*AUTH, Unprocessable),
+    name="list_class_arrangements",
 )
 def list_arrangements(
     ctx: ReadSchool,
@@ -289,6 +303,7 @@ def list_arrangements(
     summary="Create a class arrangement",
     description="R11: the school's own division of students into classes, e.g. for next year.",
     responses=problem_responses(*AUTH, Conflict, Unprocessable),
+    name="create_class_arrangement",
 )
 def create_arrangement(
     data: ClassArrangementCreate, ctx: WriteSchool, session: SessionDep
@@ -302,7 +317,8 @@ def create_arrangement(
     "/class-arrangements/{arrangement_id}",
     summary="Get a class arrangement",
     description="R11: with its placements and, after a year transition, why it needs review.",
-    responses=problem_responses(*AUTH),
+    responses={**with_etag(200, "The class arrangement."), **problem_responses(*AUTH)},
+    name="get_class_arrangement",
 )
 def get_arrangement(
     arrangement_id: uuid.UUID, ctx: ReadSchool, session: SessionDep, response: Response
@@ -319,16 +335,21 @@ def get_arrangement(
     summary="Change a class arrangement",
     description="R11: name, description, school year, placements (replacing them). A change "
     "clears the review flag: the school has checked it. Honours `If-Match`.",
-    responses=problem_responses(*AUTH, PreconditionFailed, Unprocessable),
+    responses={
+        **with_etag(200, "The class arrangement as changed."),
+        **problem_responses(*AUTH, PreconditionFailed, Unprocessable),
+    },
+    name="update_class_arrangement",
 )
 def update_arrangement(
     arrangement_id: uuid.UUID,
     data: ClassArrangementUpdate,
     ctx: WriteSchool,
     session: SessionDep,
+    response: Response,
     if_match: IfMatch = None,
 ) -> ClassArrangementPublic:
-    return arrangements.patch(
+    changed = arrangements.patch(
         session=session,
         school_id=ctx.school.id,
         arrangement_id=arrangement_id,
@@ -336,6 +357,8 @@ def update_arrangement(
         if_match=if_match,
         actor=ctx.principal.actor,
     )
+    response.headers["ETag"] = f'"{changed.version}"'
+    return changed
 
 
 @router.delete(
@@ -344,6 +367,7 @@ def update_arrangement(
     summary="Delete a class arrangement",
     description="A soft delete, restorable within the retention window.",
     responses=problem_responses(*AUTH),
+    name="delete_class_arrangement",
 )
 def delete_arrangement(
     arrangement_id: uuid.UUID, ctx: WriteSchool, session: SessionDep
@@ -363,6 +387,7 @@ def delete_arrangement(
     summary="Restore a deleted class arrangement",
     description="Undoes a deletion of a class arrangement (R11); 409 when it is not deleted.",
     responses=problem_responses(*AUTH, Conflict),
+    name="restore_class_arrangement",
 )
 def restore_arrangement(
     arrangement_id: uuid.UUID, ctx: WriteSchool, session: SessionDep
@@ -386,6 +411,7 @@ def restore_arrangement(
     description="Records and links that disappeared from ESIS during the year: they stay, "
     "marked missing since a date, until the year transition (R7-R9) or a user deletes them.",
     responses=problem_responses(*AUTH, Unprocessable),
+    name="get_missing_in_esis_report",
 )
 def missing_report(ctx: WriteSchool, session: SessionDep, limit: Limit = 100) -> MissingReport:
     return reports.missing_in_esis(session=session, school_id=ctx.school.id, limit=limit)
@@ -397,6 +423,7 @@ def missing_report(ctx: WriteSchool, session: SessionDep, limit: Limit = 100) ->
     description="Local groups to remove by hand (R10) and class arrangements to check against "
     "the new year (R11), each with why; flagged at the year transition.",
     responses=problem_responses(*AUTH),
+    name="get_review_report",
 )
 def review_report(ctx: WriteSchool, session: SessionDep) -> ReviewReport:
     return reports.review(session=session, school_id=ctx.school.id)

@@ -111,7 +111,9 @@ class StudentUpdate(StudentFields):
     )
 
     esis_key: str | None = Field(
-        default=None, description="Only before activation and only for records not from ESIS."
+        default=None,
+        max_length=256,
+        description="Only before activation and only for records not from ESIS.",
     )
 
 
@@ -161,7 +163,9 @@ class GuardianUpdate(GuardianFields):
     )
 
     esis_key: str | None = Field(
-        default=None, description="Only before activation and only for records not from ESIS."
+        default=None,
+        max_length=256,
+        description="Only before activation and only for records not from ESIS.",
     )
 
 
@@ -207,7 +211,7 @@ class StaffFields(BaseModel):
     initials: Short | None = None
     given_name: Short | None = None
     email: Email | None = None
-    roles: list[Short] | None = None
+    roles: list[Short] | None = Field(default=None, max_length=100)
 
 
 class StaffPublic(StaffFields):
@@ -223,7 +227,9 @@ class StaffUpdate(StaffFields):
     )
 
     esis_key: str | None = Field(
-        default=None, description="Only before activation and only for records not from ESIS."
+        default=None,
+        max_length=256,
+        description="Only before activation and only for records not from ESIS.",
     )
 
 
@@ -309,7 +315,10 @@ class Placement(BaseModel):
 class ClassArrangementFields(BaseModel):
     name: Name | None = None
     description: Text | None = None
-    school_year: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{4}$")] | None = None
+    school_year: (
+        Annotated[str, StringConstraints(min_length=9, max_length=9, pattern=r"^\d{4}-\d{4}$")]
+        | None
+    ) = None
 
 
 class ClassArrangementCreate(ClassArrangementFields):
@@ -399,3 +408,16 @@ class ReviewReport(BaseModel):
 
     local_groups: list[ReviewItem]
     class_arrangements: list[ReviewItem]
+
+
+ETAG = {
+    "ETag": {
+        "description": "The record's version (a strong ETag): send it as `If-Match` to change "
+        "or delete it.",
+        "schema": {"type": "string", "maxLength": 24, "pattern": '^"[0-9]+"$'},
+    }
+}
+
+
+def with_etag(status_code: int, description: str) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"description": description, "headers": ETAG}}

@@ -16,6 +16,8 @@ from app.errors import Forbidden, NotFound
 from app.schools import repository as schools
 from app.schools.models import School
 
+SCHOOL_KEY_PATTERN = r"^[0-9]{2}[A-Za-z]{2}[0-9]{2}$"
+
 __all__ = ["PushSchool", "ReadSchool", "SchoolContext", "SchoolGuard", "SessionDep", "WriteSchool"]
 
 
@@ -41,7 +43,13 @@ class SchoolGuard:
         request: Request,
         principal: PrincipalDep,
         school: Annotated[
-            str, Path(description="The school's key: BRIN and branch code, e.g. `12AB00`.")
+            str,
+            Path(
+                description="The school's key: BRIN and branch code, e.g. `12AB00` (any case).",
+                min_length=6,
+                max_length=6,
+                pattern=SCHOOL_KEY_PATTERN,
+            ),
         ],
     ) -> SchoolContext:
         with read_session(request) as session:

@@ -90,6 +90,7 @@ def update_school(data: SchoolUpdate, ctx: WriteSchool, session: SessionDep) -> 
     summary="List a school's API keys",
     description="Keys of this school, revoked ones included. Secrets are never shown again.",
     responses=problem_responses(*AUTH, NotFound),
+    name="list_api_keys",
 )
 def list_keys(ctx: WriteSchool, session: SessionDep) -> ApiKeyList:
     keys = auth_service.list_keys(session=session, school_id=ctx.school.id)
@@ -103,6 +104,7 @@ def list_keys(ctx: WriteSchool, session: SessionDep) -> ApiKeyList:
     description="Roles `esis` (push snapshots only), `reader` or `admin`. The secret is in "
     "this response only; the service keeps just its hash.",
     responses=problem_responses(*AUTH, NotFound, Unprocessable),
+    name="create_api_key",
 )
 def create_key(data: ApiKeyCreate, ctx: WriteSchool, session: SessionDep) -> ApiKeyCreated:
     key, secret = service.create_school_key(
@@ -119,6 +121,7 @@ def create_key(data: ApiKeyCreate, ctx: WriteSchool, session: SessionDep) -> Api
     summary="Revoke an API key",
     description="The key stops working at once. Revoking is final.",
     responses=problem_responses(*AUTH, NotFound),
+    name="revoke_api_key",
 )
 def revoke_key(key_id: uuid.UUID, ctx: WriteSchool, session: SessionDep) -> Response:
     service.revoke_school_key(

@@ -11,12 +11,12 @@ from app.schools.models import CouplingState, School, UpdatePolicy
 
 Brin = Annotated[
     str,
-    StringConstraints(pattern=r"^[0-9]{2}[A-Za-z]{2}$", to_upper=True),
+    StringConstraints(min_length=4, max_length=4, pattern=r"^[0-9]{2}[A-Za-z]{2}$", to_upper=True),
     Field(description="BRIN code: two digits and two letters.", examples=["12AB"]),
 ]
 Branch = Annotated[
     str,
-    StringConstraints(pattern=r"^[0-9]{2}$"),
+    StringConstraints(min_length=2, max_length=2, pattern=r"^[0-9]{2}$"),
     Field(description="Branch (dependance) code; `00` is the main location.", examples=["00"]),
 ]
 # A wall-clock time in the school's time zone: JSON Schema's `time` format demands an offset.
@@ -26,6 +26,7 @@ LocalTime = Annotated[
         {
             "type": "string",
             "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+            "maxLength": 8,
             "examples": ["17:00:00"],
         }
     ),

@@ -32,6 +32,7 @@ AUTH = (Unauthorized, Forbidden, NotFound)
     summary="List sync runs",
     description="Every snapshot received or fetched and what it did (R3), newest first.",
     responses=problem_responses(*AUTH, Unprocessable),
+    name="list_sync_runs",
 )
 def list_runs(
     ctx: ReadSchool, session: SessionDep, limit: Limit = 100, cursor: Cursor = None
@@ -50,6 +51,7 @@ def list_runs(
     description="One run: status, counts per entity (R4-R6), warnings, error, and for an "
     "activation the matching report (R2).",
     responses=problem_responses(*AUTH),
+    name="get_sync_run",
 )
 def get_run(run_id: uuid.UUID, ctx: ReadSchool, session: SessionDep) -> SyncRunPublic:
     return SyncRunPublic.model_validate(

@@ -2,26 +2,96 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.sync.models import RunKind, RunStatus
 
+Key = Annotated[str, Field(max_length=256, description="The record's LAS key.")]
+EntityName = Annotated[
+    str,
+    Field(
+        max_length=32,
+        pattern="^[a-z_]+$",
+        description="`group`, `student`, `guardian`, `staff` or a link.",
+    ),
+]
+Count = Annotated[int, Field(ge=0, le=10_000_000)]
+
 
 class EntityCounts(BaseModel):
-    added: int = Field(description="New records or links from ESIS (R4).")
-    updated: int = Field(description="ESIS values applied (groups; persons under apply_unedited).")
-    unchanged: int
-    matched: int = Field(description="Existing records paired with ESIS at activation (R2).")
-    drift_opened: int = Field(description="ESIS changes not applied, now open as drift (R5).")
-    drift_closed: int = Field(description="Drift that ESIS took back or that was applied.")
-    missing: int = Field(description="Records ESIS stopped listing this run; they stay (R6).")
-    reappeared: int = Field(description="Records ESIS lists again after being missing.")
-    suppressed: int = Field(description="Records deleted locally that ESIS still lists (R6).")
-    moved: int = Field(description="Students moved to another main group (apply_unedited).")
-    removed: int = Field(
+    added: Count = Field(description="New records or links from ESIS (R4).")
+    updated: Count = Field(
+        description="ESIS values applied (groups; persons under apply_unedited)."
+    )
+    unchanged: Count
+    matched: Count = Field(description="Existing records paired with ESIS at activation (R2).")
+    drift_opened: Count = Field(description="ESIS changes not applied, now open as drift (R5).")
+    drift_closed: Count = Field(description="Drift that ESIS took back or that was applied.")
+    missing: Count = Field(description="Records ESIS stopped listing this run; they stay (R6).")
+    reappeared: Count = Field(description="Records ESIS lists again after being missing.")
+    suppressed: Count = Field(description="Records deleted locally that ESIS still lists (R6).")
+    moved: Count = Field(description="Students moved to another main group (apply_unedited).")
+    removed: Count = Field(
         default=0, description="Removed at the year transition (R7-R9), or links that ended."
+    )
+
+
+class MatchedRecord(BaseModel):
+    entity: EntityName
+    id: uuid.UUID
+    key: Key
+    by: Literal["key", "name_birth_date", "email"] = Field(description="How it was matched.")
+    previous_source: str = Field(max_length=16, description="`edexml` or `local`.")
+
+
+class CreatedRecord(BaseModel):
+    entity: EntityName
+    id: uuid.UUID
+    key: Key
+
+
+class UnmatchedRecord(BaseModel):
+    entity: EntityName
+    id: uuid.UUID
+    source: str = Field(max_length=16)
+    esis_key: str | None = Field(max_length=64)
+
+
+class ActivationReport(BaseModel):
+    """R2: how the records already here were paired with ESIS's."""
+
+    matched: list[MatchedRecord] = Field(max_length=1_000_000)
+    created: list[CreatedRecord] = Field(max_length=1_000_000)
+    unmatched: list[UnmatchedRecord] = Field(
+        max_length=1_000_000, description="Records here that ESIS does not list (kept)."
+    )
+
+
+class ImportReport(BaseModel):
+    """An EDEXml import: what the file no longer lists."""
+
+    absent: list[CreatedRecord] = Field(max_length=1_000_000)
+    removed: Count = Field(description="Of those, soft-deleted (`remove_missing=true`).")
+    remove_missing: bool
+
+
+class YearTransitionRunReport(BaseModel):
+    year_transition_id: uuid.UUID = Field(description="The transition this run started.")
+
+
+class RunError(BaseModel):
+    """The problem that failed a run, as a client would have seen it."""
+
+    status: int = Field(ge=400, le=599)
+    slug: str = Field(max_length=64, pattern="^[a-z-]+$", description="`/problems/<slug>`.")
+    title: str = Field(max_length=200)
+    detail: str | None = Field(default=None, max_length=10000)
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The problem's extra members (`errors`, `kind`, `attempts`, ...): see "
+        "`Problem`.",
     )
 
 
@@ -46,10 +116,11 @@ class SyncRunPublic(BaseModel):
         description="Per entity (`group`, `student`, `guardian`, `staff`, `student_group`, "
         "`student_guardian`, `staff_group`)."
     )
-    warnings: list[str]
-    error: dict[str, Any] | None = Field(description="The problem that failed the run.")
-    report: dict[str, Any] | None = Field(
-        description="Activation only: `matched`, `created` and `unmatched` records (R2)."
+    warnings: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=100_000)
+    error: RunError | None = Field(description="The problem that failed the run.")
+    report: ActivationReport | ImportReport | YearTransitionRunReport | None = Field(
+        description="An activation's matching (R2), an EDEXml import's absent records, or the "
+        "year transition a run started; null for a plain merge."
     )
 
 
@@ -59,24 +130,40 @@ class SyncRunList(BaseModel):
 
 
 class Gap(BaseModel):
-    key: str
-    name: str
+    key: Key
+    name: str = Field(max_length=1000)
 
 
 class GapList(BaseModel):
-    count: int
-    items: list[Gap]
+    count: Count
+    items: list[Gap] = Field(max_length=1_000_000)
 
 
 class ReadinessPublic(BaseModel):
     ready: bool = Field(description="True when activation (R2) would be accepted.")
     snapshot_id: uuid.UUID | None = Field(description="The snapshot checked: the latest valid one.")
     received_at: dt.datetime | None
-    school_year: str | None
+    school_year: str | None = Field(max_length=9, pattern=r"^\d{4}-\d{4}$")
     students_without_guardian: GapList
     guardians_without_email: GapList
 
 
+# A field's value as stored (JSON): text, a date as text, a number, a flag, or nothing. The
+# schema is published; the value is passed through as stored.
+DriftValue = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": 2000},
+                {"type": "integer", "format": "int64"},
+                {"type": "number", "format": "double"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 DriftEntity = Literal["group", "student", "guardian", "staff", "student_guardian"]
 
 
@@ -86,9 +173,13 @@ class DriftItemPublic(BaseModel):
     id: uuid.UUID
     entity: DriftEntity
     record_id: uuid.UUID
-    field: str = Field(description="The field ESIS changed; `group` is a student's main group.")
-    our_value: Any = Field(description="The value here (a local edit, or ESIS's earlier value).")
-    esis_value: Any = Field(description="The value ESIS sends now.")
+    field: str = Field(
+        max_length=64, description="The field ESIS changed; `group` is a student's main group."
+    )
+    our_value: DriftValue = Field(
+        description="The value here (a local edit, or ESIS's earlier value)."
+    )
+    esis_value: DriftValue = Field(description="The value ESIS sends now.")
     first_seen_at: dt.datetime
     last_seen_at: dt.datetime
 
@@ -119,5 +210,5 @@ class DriftAccept(BaseModel):
 
 
 class DriftAccepted(BaseModel):
-    accepted: int
-    ids: list[uuid.UUID]
+    accepted: Count
+    ids: list[uuid.UUID] = Field(max_length=1_000_000)

@@ -117,6 +117,7 @@ def enable_webhook(webhook_id: uuid.UUID, ctx: WriteSchool, session: SessionDep)
 
 @router.get(
     "/{webhook_id}/deliveries",
+    name="list_webhook_deliveries",
     summary="The delivery log",
     description="Every attempt, newest first: event, `webhook-id`, attempt number, outcome, "
     "the receiver's status code or the error, and how long it took.",

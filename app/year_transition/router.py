@@ -38,6 +38,7 @@ AUTH = (Unauthorized, Forbidden, NotFound)
     "(R11) to flag, and the personal changes that stay drift (R5). Nothing changes. Lists are "
     "paged together with `limit` and `cursor`.",
     responses=problem_responses(*AUTH, Conflict, Unprocessable),
+    name="preview_year_transition",
 )
 def preview(
     ctx: WriteSchool, session: SessionDep, limit: Limit = 100, cursor: Cursor = None
@@ -63,6 +64,7 @@ def preview(
         200: {"model": YearTransitionPublic, "description": "A held transition decided."},
         **problem_responses(*AUTH, Conflict, Unprocessable),
     },
+    name="start_year_transition",
 )
 async def start(
     data: YearTransitionStart, request: Request, response: Response, ctx: WriteSchool
@@ -97,6 +99,7 @@ async def start(
     summary="List year transitions",
     description="Every transition of the school, newest first, held ones included (R7-R11).",
     responses=problem_responses(*AUTH),
+    name="list_year_transitions",
 )
 def list_transitions(ctx: WriteSchool, session: SessionDep) -> YearTransitionList:
     rows = flow.list_all(session=session, school_id=ctx.school.id)
@@ -109,6 +112,7 @@ def list_transitions(ctx: WriteSchool, session: SessionDep) -> YearTransitionLis
     description="Its status, why it was held, and its report (R7-R11), as stored when it was "
     "decided.",
     responses=problem_responses(*AUTH),
+    name="get_year_transition",
 )
 def get_transition(
     transition_id: uuid.UUID, ctx: WriteSchool, session: SessionDep

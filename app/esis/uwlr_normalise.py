@@ -97,25 +97,39 @@ def normalise_records(data: etree._Element) -> list[str]:
     emptied = 0
     codes = _role_codes()
     for part in (c for c in data if _local(c) in _RECORD_PARTS):
-        for el in list(part.iter()):
-            if not isinstance(el.tag, str) or el is part:
-                continue
-            if any(_local(a) == "toevoegingen" for a in el.iterancestors()):
-                continue  # vendor blocks keep their own rules (an empty `opmerking` is one)
-            if len(el) == 0 and not el.attrib and not (el.text or "").strip():
-                parent = el.getparent()
-                if parent is not None and _local(el) != "toevoegingen":
-                    parent.remove(el)
+        for record in (r for r in part if isinstance(r.tag, str)):
+            # A record's own fields only: vendor blocks (`toevoegingen`) have schemas of their
+            # own, in which an empty element may be required.
+            for el in list(record):
+                if (
+                    isinstance(el.tag, str)
+                    and len(el) == 0
+                    and not el.attrib
+                    and not (el.text or "").strip()
+                ):
+                    record.remove(el)
                     emptied += 1
+            if _local(record) != "leerkracht":
                 continue
-            if _local(el) == "rol" and (el.text or "").strip() not in codes:
+            roles = [el for el in record if _local(el) == "rol"]
+            roles += [
+                el
+                for groups in record
+                if _local(groups) == "groepen"
+                for ref in groups
+                for el in ref
+                if _local(el) == "rol"
+            ]
+            key = (record.get("key") or "?")[:64]
+            for el in roles:
+                text = (el.text or "").strip()
+                if text in codes:
+                    continue
                 namespace = etree.QName(el).namespace
                 el.tag = f"{{{namespace}}}rolomschrijving" if namespace else "rolomschrijving"
-                record = next((a for a in el.iterancestors() if _local(a) == "leerkracht"), None)
-                key = (record.get("key") or "?")[:64] if record is not None else "?"
                 notes.append(
-                    f"leerkracht key={key}: rol '{_scrub((el.text or '').strip(), 40)}' is not "
-                    "an EDEXml role code; kept as text"
+                    f"leerkracht key={key}: rol '{_scrub(text, 40)}' is not an EDEXml role "
+                    "code; kept as text"
                 )
     if emptied:
         notes.append(f"{emptied} empty elements read as absent values")

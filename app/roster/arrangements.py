@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.db import metadata, new_id, utcnow
 from app.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from app.events.service import Change, emit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.roster.schemas import (
     ClassArrangementCreate,
     ClassArrangementPublic,
@@ -84,7 +84,7 @@ def list_all(
         try:
             after = uuid.UUID(str(decode_cursor(cursor)))
         except ValueError:
-            raise Unprocessable("cursor: not a cursor this service issued") from None
+            raise invalid_cursor() from None
         query = query.where(ARR.c.id > after)
     rows = [dict(r) for r in session.execute(query.order_by(ARR.c.id).limit(limit + 1)).mappings()]
     next_cursor = encode_cursor(str(rows[limit - 1]["id"])) if len(rows) > limit else None

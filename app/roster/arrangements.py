@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import metadata, new_id, utcnow
-from app.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.events.service import Change, emit
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.roster.etags import check_if_match
 from app.roster.schemas import (
     ClassArrangementCreate,
     ClassArrangementPublic,
@@ -189,11 +190,7 @@ def patch(
 ) -> ClassArrangementPublic:
     schools.lock(session=session, school_id=school_id)
     row = _row(session, school_id, arrangement_id)
-    if if_match is not None and if_match.strip() not in ("*", f'"{row["version"]}"'):
-        raise PreconditionFailed(
-            f"the arrangement changed since you read it (now version {row['version']})",
-            current_etag=f'"{row["version"]}"',
-        )
+    check_if_match(if_match, f'"{row["version"]}"', what="arrangement", version=row["version"])
     values = data.model_dump(exclude_unset=True)
     placements = values.pop("placements", None)
     changes = {k: {"before": row[k], "after": v} for k, v in values.items() if row[k] != v}

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
+from app.apidocs import install_docs
 from app.config import Settings, get_settings
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
@@ -42,6 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="esis-sync",
         version="0.1.0",
         description=DESCRIPTION,
+        # Served by install_docs with local assets (no CDN).
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "schools", "description": "Schools, their policy and API keys."},
             {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
 
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(schools_router)

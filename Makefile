@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 endif
 BIN    := $(VENV)/bin
 
-.PHONY: install run migrate test lint format typecheck check bench soak demo clean
+.PHONY: install run migrate test lint format typecheck check bench soak demo image-test clean
 
 # uv is taken from PATH; without it, pip installs it into the project's environment first.
 $(VENV)/bin/uv:
@@ -49,6 +49,11 @@ soak: install
 
 demo: install
 	$(BIN)/esis-sync demo
+
+# Build the image and smoke-test it with `docker run` and with docker-compose.yml (needs Docker
+# and the machine's PostgreSQL, ESIS_SYNC_TEST_POSTGRES_URL); see docs/operator.md.
+image-test: install
+	$(BIN)/python -m tests.image.smoke $(IMAGE_TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

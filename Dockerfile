@@ -7,6 +7,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY app ./app
+COPY fake_esis ./fake_esis
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim

@@ -49,7 +49,7 @@ EXAMPLE = ROOT / "docs" / "examples" / "snapshot.json"
 OVERRIDE = Path(__file__).resolve().parent / "compose.host.yml"
 HOST = "127.0.0.1"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-# The fake ESIS's client credentials (app/esis/fake.py); it serves school 12AB00.
+# The fake ESIS's client credentials (fake_esis/server.py); it serves school 12AB00.
 AUTORISATIE = {
     "autorisatiesleutel": "fake-autorisatiesleutel",
     "klantcode": "K0001",

@@ -24,8 +24,9 @@ RUN mkdir -p /srv/var && chown esis /srv/var
 USER esis
 EXPOSE 8000
 # Healthy means ready: the database is reachable and its schema is at the head (/readyz).
+# Failures in the first 120 s (start-up on a busy host) do not count; a success counts at once.
 # The port is the one the container serves on (ESIS_SYNC_PORT), also on a host network.
-HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=4s --start-period=120s --retries=3 \
   CMD python -c "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"ESIS_SYNC_PORT\", \"8000\")}/readyz', timeout=4).status == 200 else 1)"
 # Migrations are an explicit step: `docker compose run --rm migrate` (esis-sync migrate).
 CMD ["esis-sync", "serve"]

@@ -68,9 +68,9 @@ def _open(browser: Any, url: str, ready: str) -> tuple[Any, list[str], list[str]
     page = browser.new_page()
     page.on("request", lambda r: requests.append(r.url))
     page.on("requestfailed", lambda r: failed.append(f"{r.url}: {r.failure}"))
-    page.goto(url, wait_until="networkidle", timeout=30_000)
-    page.wait_for_selector(ready, state="visible", timeout=30_000)
-    page.wait_for_load_state("networkidle", timeout=30_000)
+    page.goto(url, wait_until="networkidle", timeout=120_000)
+    page.wait_for_selector(ready, state="visible", timeout=120_000)
+    page.wait_for_load_state("networkidle", timeout=120_000)
     return page, requests, failed
 
 

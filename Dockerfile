@@ -7,15 +7,13 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY app ./app
-COPY alembic ./alembic
-COPY alembic.ini ./
+COPY fake_esis ./fake_esis
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home /srv esis
+# The migrations are package data (app/migrations), inside the venv like the rest of the app.
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /src/alembic /srv/alembic
-COPY --from=build /src/alembic.ini /srv/alembic.ini
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ESIS_SYNC_HOST=0.0.0.0 \
@@ -25,7 +23,10 @@ WORKDIR /srv
 RUN mkdir -p /srv/var && chown esis /srv/var
 USER esis
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
+# Healthy means ready: the database is reachable and its schema is at the head (/readyz).
+# Failures in the first 120 s (start-up on a busy host) do not count; a success counts at once.
+# The port is the one the container serves on (ESIS_SYNC_PORT), also on a host network.
+HEALTHCHECK --interval=5s --timeout=4s --start-period=120s --retries=3 \
+  CMD python -c "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"ESIS_SYNC_PORT\", \"8000\")}/readyz', timeout=4).status == 200 else 1)"
 # Migrations are an explicit step: `docker compose run --rm migrate` (esis-sync migrate).
 CMD ["esis-sync", "serve"]

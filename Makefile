@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 endif
 BIN    := $(VENV)/bin
 
-.PHONY: install run migrate test lint format typecheck check bench soak demo clean spectral
+.PHONY: install run migrate test lint format typecheck check bench soak demo image-test clean spectral
 
 # uv is taken from PATH; without it, pip installs it into the project's environment first.
 $(VENV)/bin/uv:
@@ -62,6 +62,11 @@ spectral: install
 	cp .spectral.yaml $(SPECTRAL_DIR)/.spectral.yaml; \
 	cd $(SPECTRAL_DIR) && npx --no-install spectral lint -r .spectral.yaml openapi.json \
 		|| echo "spectral: problems remain; docs/api.md says which and why"
+
+# Build the image and smoke-test it with `docker run` and with docker-compose.yml (needs Docker
+# and the machine's PostgreSQL, ESIS_SYNC_TEST_POSTGRES_URL); see docs/operator.md.
+image-test: install
+	$(BIN)/python -m tests.image.smoke $(IMAGE_TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
 from app import openapi as openapi_document
+from app.apidocs import install_docs
 from app.config import Settings, get_settings
 from app.coupling.health_router import router as esis_health_router
 from app.coupling.router import edexml_router
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         generate_unique_id_function=openapi_document.operation_id,
+        # Served by install_docs with local assets (no CDN).
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "schools", "description": "Schools, their policy and API keys."},
             {"name": "esis", "description": "Snapshot push, readiness (R1), activation (R2)."},
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
 
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(schools_router)

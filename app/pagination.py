@@ -23,9 +23,18 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Any:
+def invalid_cursor(parameter: str = "cursor") -> Unprocessable:
+    """The 422 for a cursor this service did not issue, shaped like every other invalid query
+    parameter: `errors[]` names the parameter as the request spelled it (`after` or `cursor`)."""
+    field, message = f"query.{parameter}", "not a cursor this service issued"
+    return Unprocessable(
+        f"{field}: {message}", errors=[{"field": field, "message": message, "type": "cursor"}]
+    )
+
+
+def decode_cursor(cursor: str, *, parameter: str = "cursor") -> Any:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         return json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise Unprocessable("cursor: not a cursor this service issued") from None
+        raise invalid_cursor(parameter) from None

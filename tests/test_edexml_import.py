@@ -18,7 +18,7 @@ from tests.merge_helpers import counts, one, rows
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "edexml" / "guardians-2.1.xml"
 OFFICIAL = (
-    ROOT.parent / "shared" / "fixtures" / "edexml" / "EDEXML-2.1" / "EDEXML.Voorbeeld.2.1.xml"
+    ROOT / "tests" / "fixtures" / "edexml" / "official" / "EDEXML-2.1" / "EDEXML.Voorbeeld.2.1.xml"
 )
 
 

@@ -13,8 +13,8 @@ from app.esis.edexml import EdexmlRead, read_edexml
 from app.esis.errors import FormatError
 from app.esis.schemas import Gender, Relation
 
-# The official samples live in the shared workspace beside this repository.
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "edexml"
+# The official samples: tests/fixtures/edexml/official/ (its README says where from).
+OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "edexml" / "official"
 SAMPLE_21 = OFFICIAL / "EDEXML-2.1" / "EDEXML.Voorbeeld.2.1.xml"
 SAMPLE_20 = OFFICIAL / "EDEXML-2.0" / "EDEXML.Voorbeeld.2.0.xml"
 SAMPLE_20_VLA = OFFICIAL / "EDEXML-2.0" / "EDEXML.Voorbeeld.2.0-Vla.xml"

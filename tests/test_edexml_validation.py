@@ -19,7 +19,7 @@ from app.esis.edexml_validate import (
 from app.esis.errors import FormatError
 from app.esis.xml import PARSER_OPTIONS, safe_parser
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "edexml"
+OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "edexml" / "official"
 SAMPLE_21 = (OFFICIAL / "EDEXML-2.1" / "EDEXML.Voorbeeld.2.1.xml").read_bytes()
 SAMPLE_20 = (OFFICIAL / "EDEXML-2.0" / "EDEXML.Voorbeeld.2.0.xml").read_bytes()
 SAMPLE_20_VLA = (OFFICIAL / "EDEXML-2.0" / "EDEXML.Voorbeeld.2.0-Vla.xml").read_bytes()

@@ -17,7 +17,7 @@ from tests.merge_helpers import activate, applied, counts, push, rows
 from tests.snapshots import Snapshot, changed, find, school_snapshot
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "edexml"
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "edexml"
+OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "edexml" / "official"
 
 
 def _problem(response: Any) -> dict[str, Any]:

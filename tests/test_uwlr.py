@@ -38,12 +38,12 @@ from fake_esis.server import (
 )
 
 GUARDIANS = Path(__file__).parent / "fixtures" / "edexml" / "guardians-2.1.xml"
-# The official samples live in the shared workspace beside this repository.
+# The official sample: tests/fixtures/edexml/official/ (its README says where from).
 SAMPLE_21 = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
+    Path(__file__).resolve().parent
     / "fixtures"
     / "edexml"
+    / "official"
     / "EDEXML-2.1"
     / "EDEXML.Voorbeeld.2.1.xml"
 )

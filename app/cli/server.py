@@ -12,6 +12,30 @@ from app.config import Settings
 from app.db import write_transaction
 
 
+def _require_schema(settings: Settings, engine: Engine) -> None:
+    """Exit 2 with one line (no traceback) unless the database is reachable and at the head."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.migrations import current_revision, head_revision
+
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        typer.echo(
+            f"the database cannot be reached ({type(exc).__name__}): check ESIS_SYNC_DATABASE_URL",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    head = head_revision(settings.database_url)
+    if current != head:
+        typer.echo(
+            f"the database schema is at {current or 'no migration'}, not at the latest "
+            f"migration ({head}): run `esis-sync migrate` first",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the latest migration (run before serving)."""
@@ -34,6 +58,8 @@ def worker(
     from app.worker import run
 
     settings = load_settings(needs_secret_key=True)
+    with database(settings) as db:
+        _require_schema(settings, db.engine)
     stop = threading.Event()
     typer.echo(
         f"worker: looking for due schools every {settings.scheduler_interval_seconds} s", err=True
@@ -64,19 +90,13 @@ def serve(
 
     from app.auth.models import Role
     from app.auth.service import create_key, operator_key_exists
-    from app.migrations import current_revision, head_revision
 
     settings = load_settings(needs_secret_key=True)
     bind_host = host or settings.host
     bind_port = port or settings.port
     base = f"http://{bind_host}:{bind_port}"
     with database(settings) as db:
-        if current_revision(db.engine) != head_revision(settings.database_url):
-            typer.echo(
-                "the database schema is not at the latest migration: run `esis-sync migrate` first",
-                err=True,
-            )
-            raise typer.Exit(1)
+        _require_schema(settings, db.engine)
         if settings.should_bootstrap_operator_key:
             with write_transaction(db.sessions) as session:
                 if not operator_key_exists(session=session):

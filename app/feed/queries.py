@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from app.errors import Unprocessable
 from app.events.models import Event
 from app.feed.retention import check_reachable
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,9 @@ class EventFilter:
 def _after_seq(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    seq = decode_cursor(cursor)
+    seq = decode_cursor(cursor, parameter="after")
     if type(seq) is not int or seq < 0:
-        raise Unprocessable("after: not a cursor this service issued")
+        raise invalid_cursor("after")
     return seq
 
 

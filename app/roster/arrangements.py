@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import metadata, new_id, utcnow
-from app.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.events.service import Change, emit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.roster.etags import check_if_match
 from app.roster.schemas import (
     ClassArrangementCreate,
     ClassArrangementPublic,
@@ -84,7 +85,7 @@ def list_all(
         try:
             after = uuid.UUID(str(decode_cursor(cursor)))
         except ValueError:
-            raise Unprocessable("cursor: not a cursor this service issued") from None
+            raise invalid_cursor() from None
         query = query.where(ARR.c.id > after)
     rows = [dict(r) for r in session.execute(query.order_by(ARR.c.id).limit(limit + 1)).mappings()]
     next_cursor = encode_cursor(str(rows[limit - 1]["id"])) if len(rows) > limit else None
@@ -189,11 +190,7 @@ def patch(
 ) -> ClassArrangementPublic:
     schools.lock(session=session, school_id=school_id)
     row = _row(session, school_id, arrangement_id)
-    if if_match is not None and if_match.strip() not in ("*", f'"{row["version"]}"'):
-        raise PreconditionFailed(
-            f"the arrangement changed since you read it (now version {row['version']})",
-            current_etag=f'"{row["version"]}"',
-        )
+    check_if_match(if_match, f'"{row["version"]}"', what="arrangement", version=row["version"])
     values = data.model_dump(exclude_unset=True)
     placements = values.pop("placements", None)
     changes = {k: {"before": row[k], "after": v} for k, v in values.items() if row[k] != v}

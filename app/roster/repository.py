@@ -16,8 +16,7 @@ from sqlalchemy import Select, Table, and_, delete, exists, func, insert, or_, s
 from sqlalchemy.orm import Session
 
 from app.db import metadata
-from app.errors import Unprocessable
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 
 Row = dict[str, Any]
 
@@ -86,7 +85,7 @@ def list_rows(
             created, last_id = decode_cursor(cursor)
             after = (dt.datetime.fromisoformat(created), uuid.UUID(last_id))
         except (TypeError, ValueError):
-            raise Unprocessable("cursor: not a cursor this service issued") from None
+            raise invalid_cursor() from None
         query = query.where(
             or_(t.c.created_at > after[0], and_(t.c.created_at == after[0], t.c.id > after[1]))
         )

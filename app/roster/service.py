@@ -14,10 +14,11 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.db import new_id, utcnow
-from app.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.events.service import Change, emit
 from app.provenance import Source
 from app.roster import repository as repo
+from app.roster.etags import check_if_match
 from app.roster.repository import GROUPS, GUARDIANS, STAFF, STUDENTS, Kind, Row
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
@@ -37,15 +38,7 @@ def get(*, session: Session, kind: Kind, school_id: uuid.UUID, record_id: uuid.U
 
 
 def _check_etag(row: Row, if_match: str | None) -> None:
-    if if_match is None or if_match.strip() == "*":
-        return
-    wanted = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-    if etag(row) not in wanted:
-        raise PreconditionFailed(
-            f"the record changed since you read it (now version {row['version']}); read it "
-            "again and reapply your change",
-            current_etag=etag(row),
-        )
+    check_if_match(if_match, etag(row), what="record", version=row["version"])
 
 
 def _jsonable(value: Any) -> Any:

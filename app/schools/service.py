@@ -14,7 +14,7 @@ from app.auth.service import Principal, create_key, revoke_key
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, Unprocessable
 from app.events.service import Change, emit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.schools import repository
 from app.schools.models import School
 from app.schools.schemas import ApiKeyCreate, SchoolCreate, SchoolUpdate
@@ -95,7 +95,7 @@ def list_schools(
     if cursor is not None:
         after = decode_cursor(cursor)
         if not isinstance(after, str):
-            raise Unprocessable("cursor: not a cursor this service issued")
+            raise invalid_cursor()
     rows = repository.page_by_key(session=session, after=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
     return rows[:limit], next_cursor

@@ -13,7 +13,7 @@ from app.bulk import bulk_delete, bulk_update
 from app.db import new_id, utcnow
 from app.errors import NotFound, Unprocessable
 from app.events.service import Change, emit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.provenance import Source
 from app.roster.models import Group, StudentGroup
 from app.schools import repository as schools
@@ -52,7 +52,7 @@ def list_drift(
         try:
             query = query.where(col(DriftItem.id) > uuid.UUID(str(after)))
         except ValueError:
-            raise Unprocessable("cursor: not a cursor this service issued") from None
+            raise invalid_cursor() from None
     rows = list(session.scalars(query))
     next_cursor = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
     return rows[:limit], next_cursor

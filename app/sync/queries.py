@@ -9,8 +9,8 @@ from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from app.errors import NotFound, Unprocessable
-from app.pagination import decode_cursor, encode_cursor
+from app.errors import NotFound
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.sync.models import SyncRun
 
 
@@ -28,7 +28,7 @@ def list_runs(
             started, run_id = decode_cursor(cursor)
             started_at, last_id = dt.datetime.fromisoformat(started), uuid.UUID(run_id)
         except (TypeError, ValueError):
-            raise Unprocessable("cursor: not a cursor this service issued") from None
+            raise invalid_cursor() from None
         query = query.where(
             or_(
                 col(SyncRun.started_at) < started_at,

@@ -1,6 +1,6 @@
 """The one-way merge: rules R4-R6 as a pure function of (state, snapshot, policy).
 
-Read it next to ../shared/docs/domain.md:
+Read it next to docs/rules.md:
 
 - R4  ESIS leads for additions: new groups, persons and links are added (source `esis`).
 - R5  Local edits win: an ESIS change to an existing person is not applied but kept as drift.

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import utcnow, write_transaction
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import Conflict, NotFound
 from app.esis.parsing import Parsed, parse_snapshot
 from app.events.service import Change, emit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
 from app.sync.models import RunKind, RunStatus, Snapshot, SyncRun
@@ -99,7 +99,7 @@ def preview(
     if cursor is not None:
         offset = decode_cursor(cursor)
         if not isinstance(offset, int) or offset < 0:
-            raise Unprocessable("cursor: not a cursor this service issued")
+            raise invalid_cursor()
     decision = decide(session=session, school=school, snapshot=parsed.snapshot)
     more = more_pages(decision, limit=limit, offset=offset)
     return report(decision, limit=limit, offset=offset), (

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+from alembic import op
 
 import app.db
-from alembic import op
 
 revision: str = "05a584476d35"
 down_revision: str | None = None

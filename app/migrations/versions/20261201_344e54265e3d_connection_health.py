@@ -8,9 +8,9 @@ Create Date: 2026-12-01 08:09:23.933279
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from alembic import op
 
 import app.db
-from alembic import op
 
 revision: str = "344e54265e3d"
 down_revision: str | None = "1864e89196c4"

@@ -1,22 +1,28 @@
-"""Run alembic programmatically: `esis-sync migrate`, readiness, and the tests."""
+"""Run alembic programmatically: `esis-sync migrate`, readiness, and the tests.
+
+The migrations are package data of `app` (this folder: `env.py`, `script.py.mako`,
+`versions/`), so they are found wherever the package is installed, editable or not (a
+top-level `alembic/` folder would be shadowed by the `alembic` library once installed).
+The repository's `alembic.ini` points here too, for the `alembic` command of developers.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from alembic import command
-
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT_LOCATION = Path(__file__).resolve().parent
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("path_separator", "os")
     config.attributes["url"] = url
     config.attributes["configure_logger"] = False
     return config

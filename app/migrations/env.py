@@ -5,10 +5,10 @@ from __future__ import annotations
 from logging.config import fileConfig
 from typing import Any
 
+from alembic import context
 from sqlalchemy import Connection
 
 import app.models  # noqa: F401  (registers every table on the metadata)
-from alembic import context
 from app.config import get_settings
 from app.db import make_engine, metadata
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+from alembic import op
 
 import app.db
-from alembic import op
 
 revision: str = "1864e89196c4"
 down_revision: str | None = "c3d9a1e5f7b2"

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         description="How often a worker looks for change-feed events to deliver to webhooks.",
     )
 
+    console_idle_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = Field(
+        default=30,
+        description="Minutes a console session may sit unused before it must sign in again.",
+    )
+
     @field_validator("school_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -13,6 +13,7 @@ from app import openapi as openapi_document
 from app.apidocs import install_docs
 from app.config import Settings, get_settings
 from app.coupling.health_router import router as esis_health_router
+from app.console.site import create_console
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(corrections_router)
     app.include_router(webhooks_router)
     app.include_router(esis_health_router)
+    app.mount("/console", create_console(app))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

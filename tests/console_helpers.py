@@ -9,7 +9,9 @@ import datetime as dt
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+import httpx
 
 from bench.server import free_port
 from fake_esis.pki import make_ca, make_cert
@@ -19,11 +21,8 @@ NEXT_YEAR = "2027-2028"
 _stamp = itertools.count()
 
 
-class Http(Protocol):
-    def get(self, url: str, **kwargs: Any) -> Any: ...
-    def post(self, url: str, **kwargs: Any) -> Any: ...
-    def put(self, url: str, **kwargs: Any) -> Any: ...
-    def delete(self, url: str, **kwargs: Any) -> Any: ...
+# The ASGI TestClient is an httpx.Client too.
+Http = httpx.Client
 
 
 def bearer(secret: str) -> dict[str, str]:

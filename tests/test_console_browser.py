@@ -12,7 +12,6 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -193,5 +192,3 @@ def test_r5_r6_r7_a_school_admin_and_an_operator_use_the_console(
         shot("operator-school")
         context.close()
         assert "Traceback" not in service.log_text(), service.log_tail()
-
-

@@ -12,8 +12,8 @@ from app import health, metrics
 from app import openapi as openapi_document
 from app.apidocs import install_docs
 from app.config import Settings, get_settings
-from app.coupling.health_router import router as esis_health_router
 from app.console.site import create_console
+from app.coupling.health_router import router as esis_health_router
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker

@@ -8,9 +8,9 @@ Create Date: 2026-12-01 08:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from alembic import op
 
 import app.db
-from alembic import op
 
 revision: str = "c3a9d0e1f2b4"
 down_revision: str | None = "344e54265e3d"

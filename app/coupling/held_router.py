@@ -32,6 +32,7 @@ async def _decide(
 
 @router.post(
     "/{run_id}/confirm",
+    name="confirm_sync_run",
     summary="Confirm a snapshot the change guard held",
     description="Applies the held snapshot, planned again against the school as it is now "
     "(edits and deletions made since count; the plan made when it was held does not), in one "
@@ -46,6 +47,7 @@ async def confirm(run_id: uuid.UUID, request: Request, ctx: WriteSchool) -> Sync
 
 @router.post(
     "/{run_id}/reject",
+    name="reject_sync_run",
     summary="Reject a snapshot the change guard held",
     description="Nothing of the snapshot is applied; the run becomes `rejected` and an event "
     "`sync-rejected` is written. The same body sent again is judged afresh.",

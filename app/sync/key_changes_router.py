@@ -20,6 +20,7 @@ AUTH = (Unauthorized, Forbidden, NotFound)
 
 @router.get(
     "",
+    name="list_key_changes",
     summary="List key-change proposals",
     description="Records ESIS stopped sending while, in the same snapshot, a new key arrived "
     "for the same person (a student by name and birth date, a guardian or staff member by "
@@ -44,6 +45,7 @@ def list_key_changes(
 
 @router.post(
     "/{key_change_id}/accept",
+    name="accept_key_change",
     summary="Accept a key change",
     description="The record takes ESIS's new key and keeps everything else: local edits, "
     "links, drift and history. The next snapshot applies ESIS's values to it as to any known "
@@ -64,6 +66,7 @@ def accept(key_change_id: uuid.UUID, ctx: WriteSchool, session: SessionDep) -> K
 
 @router.post(
     "/{key_change_id}/reject",
+    name="reject_key_change",
     summary="Reject a key change",
     description="From the next snapshot on the two are what they seem: the old record is "
     "marked missing in ESIS (R6) and the new key is added (R4). The pair is not proposed "

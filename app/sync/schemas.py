@@ -154,12 +154,12 @@ class SyncRunPublic(BaseModel):
     )
     warnings: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=100_000)
     error: RunError | None = Field(description="The problem that failed the run.")
-    report: (
-        ActivationReport | ImportReport | YearTransitionRunReport | GuardRunReport | None
-    ) = Field(
-        description="An activation's matching (R2), an EDEXml import's absent records, the "
-        "year transition a run started, or why the change guard held it; null for a plain "
-        "merge."
+    report: ActivationReport | ImportReport | YearTransitionRunReport | GuardRunReport | None = (
+        Field(
+            description="An activation's matching (R2), an EDEXml import's absent records, the "
+            "year transition a run started, or why the change guard held it; null for a plain "
+            "merge."
+        )
     )
 
 

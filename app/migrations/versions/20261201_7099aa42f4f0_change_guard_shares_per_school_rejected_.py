@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+from alembic import op
 
 import app.db
-from alembic import op
 
 revision: str = "7099aa42f4f0"
 down_revision: str | None = "344e54265e3d"

@@ -14,6 +14,7 @@ from app.apidocs import install_docs
 from app.config import Settings, get_settings
 from app.console.site import create_console
 from app.coupling.health_router import router as esis_health_router
+from app.coupling.held_router import router as held_runs_router
 from app.coupling.router import edexml_router
 from app.coupling.router import router as esis_router
 from app.db import make_engine, make_sessionmaker
@@ -25,6 +26,7 @@ from app.migrations import head_revision
 from app.roster.corrections_router import router as corrections_router
 from app.roster.router import router as roster_router
 from app.schools.router import router as schools_router
+from app.sync.key_changes_router import router as key_changes_router
 from app.sync.router import router as sync_router
 from app.webhooks.router import router as webhooks_router
 from app.year_transition.router import router as year_transition_router
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(corrections_router)
     app.include_router(webhooks_router)
     app.include_router(esis_health_router)
+    app.include_router(held_runs_router)
+    app.include_router(key_changes_router)
     app.mount("/console", create_console(app))
 
     def openapi() -> dict[str, Any]:

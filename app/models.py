@@ -17,7 +17,7 @@ from app.roster.models import (
     StudentGuardian,
 )
 from app.schools.models import School
-from app.sync.models import DriftItem, Snapshot, SyncRun
+from app.sync.models import DriftItem, KeyChange, Snapshot, SyncRun
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.year_transition.models import YearTransition
 
@@ -31,6 +31,7 @@ __all__ = [
     "Event",
     "Group",
     "Guardian",
+    "KeyChange",
     "School",
     "SigningSecret",
     "Snapshot",

@@ -79,6 +79,11 @@ def test_snapshot_schema_is_published_with_an_example(app: FastAPI) -> None:
 # here breaks integrators' code and must be deliberate.
 OPERATION_IDS = {
     "accept_drift",
+    "accept_key_change",
+    "confirm_sync_run",
+    "list_key_changes",
+    "reject_key_change",
+    "reject_sync_run",
     "activate_coupling",
     "create_api_key",
     "create_class_arrangement",

@@ -38,6 +38,7 @@ SUCCESS = (
     RunStatus.STORED.value,
     RunStatus.HELD.value,
     RunStatus.NO_CHANGES.value,  # geenwijzigingen: ESIS answered, nothing new
+    RunStatus.REJECTED.value,  # held by the change guard, then rejected: ESIS did answer
 )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
+from app.coupling import held
 from app.db import begin_write, utcnow
 from app.errors import ClientError, Conflict, DomainError, TooManyRequests, Unprocessable
 from app.esis.parsing import Parsed, parse_snapshot
@@ -282,11 +283,18 @@ def _apply(
             run.report = {"year_transition_id": str(outcome.transition.id)}
             warnings.extend(outcome.warnings)
         else:
-            result = merge_into(session=session, school=school, run_id=run.id, parsed=parsed)
+            guard = held.shares_of(school)  # the change guard: not on the first load
+            result = merge_into(
+                session=session, school=school, run_id=run.id, parsed=parsed, guard=guard
+            )
             run.counts = result.counts
             warnings.extend(result.warnings)
             run.status = RunStatus.APPLIED.value
-            if school.current_school_year is None:
+            if result.held is not None:
+                warnings.extend(
+                    held.hold(session=session, school=school, run=run, held=result.held)
+                )
+            elif school.current_school_year is None:
                 school.current_school_year = year
         run.warnings = warnings
         run.finished_at = utcnow()

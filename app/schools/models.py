@@ -30,6 +30,14 @@ class School(SQLModel, table=True):
         CheckConstraint(
             "removal_guard_share > 0 AND removal_guard_share <= 1", name="removal_guard_share"
         ),
+        CheckConstraint(
+            "change_guard_update_share > 0 AND change_guard_update_share <= 1",
+            name="change_guard_update_share",
+        ),
+        CheckConstraint(
+            "change_guard_missing_share > 0 AND change_guard_missing_share <= 1",
+            name="change_guard_missing_share",
+        ),
         CheckConstraint("length(brin) = 4", name="brin_length"),
         CheckConstraint("length(branch) = 2", name="branch_length"),
         CheckConstraint("event_seq >= 0", name="event_seq"),
@@ -51,6 +59,11 @@ class School(SQLModel, table=True):
     # Given at creation: the request's, else the daily cut-off setting (R3).
     daily_sync_time: dt.time = Field(sa_type=Time)
     removal_guard_share: float = Field(default=0.30)
+    # The change guard of every other snapshot (app/sync/guard.py): a snapshot that would
+    # update more than this share of a kind's records, or mark more than this share of the
+    # students missing in ESIS, is held for an admin.
+    change_guard_update_share: float = Field(default=0.75)
+    change_guard_missing_share: float = Field(default=0.10)
     current_school_year: str | None = Field(default=None, max_length=9)
     # The summer pause: inside it (school-local dates, inclusive) snapshots are stored but
     # held, and no year transition starts by itself (ESIS exports are often incomplete then).

@@ -42,6 +42,27 @@ GuardShare = Annotated[
     ),
 ]
 
+UpdateGuardShare = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=1,
+        description="Share of one kind's records (at least 20 of them) a snapshot may update "
+        "before it is held for confirmation (the change guard).",
+        examples=[0.75],
+    ),
+]
+MissingGuardShare = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=1,
+        description="Share of the school's students (at least 20) a snapshot may mark missing "
+        "in ESIS before it is held for confirmation (the change guard).",
+        examples=[0.1],
+    ),
+]
+
 
 class SchoolPolicy(BaseModel):
     update_policy: UpdatePolicy = Field(
@@ -50,6 +71,8 @@ class SchoolPolicy(BaseModel):
         "`apply_unedited`: fields never edited locally follow ESIS; edited ones become drift.",
     )
     removal_guard_share: GuardShare = 0.3
+    change_guard_update_share: UpdateGuardShare = 0.75
+    change_guard_missing_share: MissingGuardShare = 0.1
 
 
 _SYNC_TIME = "Local time (school time zone) of the daily pull from ESIS (R3)."
@@ -93,6 +116,8 @@ class SchoolUpdate(BaseModel):
     update_policy: UpdatePolicy | None = None
     daily_sync_time: LocalTime | None = None
     removal_guard_share: GuardShare | None = None
+    change_guard_update_share: UpdateGuardShare | None = None
+    change_guard_missing_share: MissingGuardShare | None = None
     pause_start: dt.date | None = Field(
         default=None,
         description="First day (school-local) of the summer pause: snapshots are stored but "

@@ -36,6 +36,8 @@ def create_school(
         update_policy=data.update_policy.value,
         daily_sync_time=data.daily_sync_time or daily_cutoff,
         removal_guard_share=data.removal_guard_share,
+        change_guard_update_share=data.change_guard_update_share,
+        change_guard_missing_share=data.change_guard_missing_share,
     )
     session.add(school)
     try:

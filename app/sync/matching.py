@@ -30,14 +30,14 @@ def activation_matches(
     if spec.name in ("student", "guardian", "staff"):
         ours: dict[tuple[Any, ...], list[Row]] = {}
         for row in candidates:
-            fingerprint = _fingerprint(spec.name, row)
+            fingerprint = person_fingerprint(spec.name, row)
             if fingerprint is not None:
                 ours.setdefault(fingerprint, []).append(row)
         theirs: dict[tuple[Any, ...], list[str]] = {}
         for key, values in incoming.items():
             if key in current.by_key:
                 continue
-            fingerprint = _fingerprint(spec.name, values)
+            fingerprint = person_fingerprint(spec.name, values)
             if fingerprint is not None:
                 theirs.setdefault(fingerprint, []).append(key)
         for fingerprint, keys in theirs.items():
@@ -89,7 +89,7 @@ def activation_matches(
     return matches
 
 
-def _fingerprint(entity: str, values: Row) -> tuple[Any, ...] | None:
+def person_fingerprint(entity: str, values: Row) -> tuple[Any, ...] | None:
     if entity == "student":
         first = values.get("given_name") or (values.get("first_names") or "").split(" ")[0]
         birth = jsonable(values.get("birth_date"))

@@ -12,7 +12,8 @@ from app.db import utcnow
 from app.esis.parsing import Parsed
 from app.events.service import emit
 from app.schools.models import School, UpdatePolicy
-from app.sync import repository
+from app.sync import key_changes, repository
+from app.sync.guard import GuardShares, Held, check
 from app.sync.service import plan_merge
 
 
@@ -21,12 +22,22 @@ class MergeResult:
     counts: dict[str, dict[str, int]]
     warnings: list[str]
     report: dict[str, list[dict[str, Any]]] | None
+    held: Held | None = None  # the change guard held it: nothing was written
 
 
 def merge_into(
-    *, session: Session, school: School, run_id: uuid.UUID, parsed: Parsed, activation: bool = False
+    *,
+    session: Session,
+    school: School,
+    run_id: uuid.UUID,
+    parsed: Parsed,
+    activation: bool = False,
+    guard: GuardShares | None = None,
 ) -> MergeResult:
-    """Load the school's state once, plan the merge, write it in bulk, emit its events."""
+    """Load the school's state once, plan the merge, write it in bulk, emit its events.
+
+    With `guard`, a plan that changes too much (app/sync/guard.py) is not written: the
+    result says why it is held, with the counts it would have had."""
     now = utcnow()
     state = repository.load_state(session=session, school_id=school.id)
     plan = plan_merge(
@@ -36,12 +47,22 @@ def merge_into(
         activation=activation,
         run_id=run_id,
         now=now,
+        key_changes=True,
     )
+    if guard is not None and not activation:
+        held = check(plan=plan, state=state, scope=parsed.snapshot.scope, shares=guard)
+        if held is not None:
+            return MergeResult(
+                counts=plan.counts_json(), warnings=plan.warnings, report=None, held=held
+            )
     repository.write_plan(session=session, school_id=school.id, plan=plan)
+    proposed = key_changes.store(
+        session=session, school_id=school.id, run_id=run_id, plan=plan, state=state
+    )
     emit(
         session=session,
         school_id=school.id,
-        changes=plan.changes,
+        changes=[*plan.changes, *proposed],
         source="esis",
         actor="esis",
         sync_run_id=run_id,

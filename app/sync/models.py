@@ -26,7 +26,8 @@ class RunStatus(StrEnum):
     STORED = "stored"  # coupling inactive: kept for readiness and activation (R1, R2)
     APPLIED = "applied"
     FAILED = "failed"
-    HELD = "held"  # year transition above the removal guard, waiting for an admin
+    HELD = "held"  # above a guard (year transition, change guard) or paused: for an admin
+    REJECTED = "rejected"  # held by the change guard, rejected by an admin: nothing applied
     NO_CHANGES = "no_changes"  # ESIS answered that nothing changed (UWLR geenwijzigingen)
 
 
@@ -70,7 +71,8 @@ class SyncRun(SchoolScoped, table=True):
             ondelete="CASCADE",
         ),
         CheckConstraint(
-            "status IN ('received', 'stored', 'applied', 'failed', 'held', 'no_changes')",
+            "status IN ('received', 'stored', 'applied', 'failed', 'held', 'no_changes', "
+            "'rejected')",
             name="status",
         ),
         CheckConstraint(
@@ -113,3 +115,37 @@ class DriftItem(SchoolScoped, table=True):
     last_seen_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     first_run_id: uuid.UUID | None = Field(default=None)
     last_run_id: uuid.UUID | None = Field(default=None)
+
+
+class KeyChangeStatus(StrEnum):
+    PROPOSED = "proposed"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # the next snapshot treats the two as missing + new
+    SUPERSEDED = "superseded"  # another proposal for the record or the key was accepted
+
+
+class KeyChange(SchoolScoped, table=True):
+    """A proposal: ESIS dropped `old_key` and, in the same snapshot, sent `new_key` for what
+    looks like the same person. Only an admin's acceptance moves the record to the new key."""
+
+    __tablename__ = "key_change"
+    __table_args__ = (
+        UniqueConstraint("school_id", "entity", "record_id", "new_key"),
+        CheckConstraint("entity IN ('student', 'guardian', 'staff')", name="entity"),
+        CheckConstraint(
+            "status IN ('proposed', 'accepted', 'rejected', 'superseded')", name="status"
+        ),
+        CheckConstraint("matched_by IN ('name_birth_date', 'email')", name="matched_by"),
+        Index(None, "school_id", "status"),
+    )
+
+    entity: str = Field(max_length=16)
+    record_id: uuid.UUID
+    old_key: str = Field(max_length=256)
+    new_key: str = Field(max_length=256)
+    matched_by: str = Field(max_length=16)
+    status: str = Field(default=KeyChangeStatus.PROPOSED.value, max_length=16)
+    proposed_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    run_id: uuid.UUID | None = Field(default=None)  # the run that first proposed it
+    decided_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by: str | None = Field(default=None, max_length=64)

@@ -63,6 +63,8 @@ class State:
     student_guardians: LinkState
     staff_groups: LinkState
     drift: dict[tuple[str, uuid.UUID, str], Row]
+    # Key-change proposals decided or pending: (entity, record id, new key) -> status.
+    key_changes: dict[tuple[str, uuid.UUID, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     report: dict[str, list[Row]] | None = None
     absent: list[Row] = field(default_factory=list)  # records a file import no longer lists
+    key_changes: list[Row] = field(default_factory=list)  # proposals (sync/key_pairs.py)
 
     def table(self, name: str) -> TablePlan:
         return self.tables.setdefault(name, TablePlan())

@@ -16,6 +16,7 @@ from app.db import new_id
 from app.events.service import Change
 from app.provenance import Source
 from app.sync.drift_plan import close_drift, open_drift
+from app.sync.key_pairs import PERSONS, matched_by, pair
 from app.sync.matching import activation_matches
 from app.sync.plan import EntityState, Plan, Row, State
 from app.sync.rules import Context, EntitySpec, created_changes, jsonable, should_apply, to_db
@@ -28,6 +29,9 @@ class Merged:
     ids: dict[str, uuid.UUID]
     suppressed: set[uuid.UUID]
     new: set[uuid.UUID]
+    # New keys proposed as a key change: they map to the record they probably are, whose
+    # links are left as they are until an admin decides (like a kept key).
+    proposed: frozenset[str] = frozenset()
 
 
 def known(current: EntityState) -> Merged:
@@ -65,8 +69,13 @@ def merge_records(
                 merged.suppressed.add(kept["id"])
     matches = activation_matches(plan, spec, current, incoming_by_key) if ctx.activation else {}
     table = plan.table(spec.table)
+    proposed = _key_changes(plan, ctx, spec, current, state, incoming_by_key, keep, matches)
+    merged.proposed = frozenset(proposed)
     for key, values in incoming_by_key.items():
         row = current.by_key.get(key) or matches.get(key)
+        if key in proposed:
+            merged.ids[key] = proposed[key]["id"]
+            continue
         if row is None:
             record_id = new_id()
             merged.ids[key] = merged_id = record_id
@@ -102,7 +111,9 @@ def merge_records(
             continue
         merge_existing(plan, ctx, spec, state, row, key, values, matched=key in matches)
 
-    # R6: an ESIS record that ESIS no longer lists stays, marked missing since now.
+    # R6: an ESIS record that ESIS no longer lists stays, marked missing since now (unless
+    # it is proposed as a key change: then it waits, as it is, for an admin).
+    paired = {row["id"] for row in proposed.values()}
     for row in current.rows.values():
         if (
             ctx.source is not Source.ESIS
@@ -122,6 +133,7 @@ def merge_records(
             and row["esis_key"] not in keep
             and row["deleted_at"] is None
             and row["missing_in_esis_since"] is None
+            and row["id"] not in paired
         ):
             table.updates.append(
                 {"school_id": ctx.school_id, "id": row["id"], "missing_in_esis_since": ctx.now}
@@ -129,6 +141,55 @@ def merge_records(
             plan.count(spec.name, "missing")
             plan.changes.append(Change(spec.name, row["id"], "missing-in-esis"))
     return merged
+
+
+def _key_changes(
+    plan: Plan,
+    ctx: Context,
+    spec: EntitySpec,
+    current: EntityState,
+    state: State,
+    incoming: dict[str, Row],
+    keep: frozenset[str],
+    matches: dict[str, Row],
+) -> dict[str, Row]:
+    """Pair records ESIS dropped with new keys that look like the same person: proposals."""
+    if not ctx.key_changes or ctx.activation or ctx.source is not Source.ESIS:
+        return {}
+    if spec.name not in PERSONS:
+        return {}
+    new = {k: v for k, v in incoming.items() if k not in current.by_key and k not in matches}
+    gone = [
+        row
+        for row in current.rows.values()
+        if row["source"] == Source.ESIS.value
+        and row["esis_key"] not in incoming
+        and row["esis_key"] not in keep
+        and _live(row)
+        and row["missing_in_esis_since"] is None
+    ]
+    rejected = frozenset(
+        (record_id, new_key)
+        for (entity, record_id, new_key), status in state.key_changes.items()
+        if entity == spec.name and status != "proposed"
+    )
+    proposed = pair(spec.name, gone, new, rejected)
+    for key, row in proposed.items():
+        plan.key_changes.append(
+            {
+                "entity": spec.name,
+                "record_id": row["id"],
+                "old_key": row["esis_key"],
+                "new_key": key,
+                "matched_by": matched_by(spec.name),
+            }
+        )
+        plan.warnings.append(
+            f"{spec.name}: key {row['esis_key']} is gone and {key} is new, probably the same "
+            "person: proposed as a key change (neither added nor marked missing until an "
+            "admin decides)"
+        )
+    return proposed
 
 
 def merge_existing(

@@ -20,7 +20,7 @@ from app.roster.models import (
     StudentGroup,
     StudentGuardian,
 )
-from app.sync.models import DriftItem, RunStatus, Snapshot, SyncRun
+from app.sync.models import DriftItem, KeyChange, RunStatus, Snapshot, SyncRun
 from app.sync.plan import EntityState, LinkState, Plan, Row, State
 
 TABLES: dict[str, Table] = {
@@ -34,6 +34,7 @@ TABLES: dict[str, Table] = {
         StudentGuardian,
         StaffGroup,
         DriftItem,
+        KeyChange,
     )
 }
 
@@ -71,6 +72,10 @@ def load_state(*, session: Session, school_id: uuid.UUID) -> State:
         drift={
             (row["entity"], row["record_id"], row["field"]): row
             for row in _rows(session, "drift_item", school_id)
+        },
+        key_changes={
+            (row["entity"], row["record_id"], row["new_key"]): row["status"]
+            for row in _rows(session, "key_change", school_id)
         },
     )
 

@@ -64,6 +64,7 @@ class Context:
     run_id: uuid.UUID | None
     now: dt.datetime
     source: Source  # `esis`, or `edexml` for a file imported before activation
+    key_changes: bool = False  # propose key changes (sync/key_pairs.py): daily merges only
 
 
 def should_apply(mode: Mode, *, policy: UpdatePolicy, edited: bool, activation: bool) -> bool:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from app.sync.models import RunKind, RunStatus
+from app.sync.models import KeyChangeStatus, RunKind, RunStatus
 
 Key = Annotated[str, Field(max_length=256, description="The record's LAS key.")]
 EntityName = Annotated[
@@ -81,6 +81,40 @@ class YearTransitionRunReport(BaseModel):
     year_transition_id: uuid.UUID = Field(description="The transition this run started.")
 
 
+class GuardJudged(BaseModel):
+    records: Count = Field(description="Live records of the kind here (the denominator).")
+    updated: Count
+    missing: Count
+
+
+class GuardSharesPublic(BaseModel):
+    update: float = Field(description="The school's `change_guard_update_share`.")
+    missing: float = Field(description="The school's `change_guard_missing_share`.")
+
+
+class GuardReport(BaseModel):
+    reasons: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=100)
+    shares: GuardSharesPublic
+    floor: Count = Field(description="Kinds with fewer live records are not judged.")
+    judged: dict[str, GuardJudged] = Field(description="Per kind the snapshot carries.")
+    would: dict[str, EntityCounts] = Field(description="The counts the merge would have had.")
+
+
+class GuardDecision(BaseModel):
+    by: str = Field(max_length=64)
+    at: dt.datetime
+    confirmed: bool
+
+
+class GuardRunReport(BaseModel):
+    """A snapshot the change guard held (docs/merge.md, "The change guard")."""
+
+    guard: GuardReport
+    decision: GuardDecision | None = Field(
+        default=None, description="The admin's confirmation or rejection, once given."
+    )
+
+
 class RunError(BaseModel):
     """The problem that failed a run, as a client would have seen it."""
 
@@ -106,7 +140,9 @@ class SyncRunPublic(BaseModel):
     origin: str = Field(description="`push` (ESIS sent it) or `pull` (fetched from ESIS).")
     status: RunStatus = Field(
         description="`applied`; `stored` (coupling inactive: kept for R1/R2); `held` (a new "
-        "school year: waits for the year transition); `failed` (nothing changed); `received` "
+        "school year: waits for the year transition; inside the pause window; or above the "
+        "change guard: waits for an admin to confirm or reject it); `rejected` (held by the "
+        "change guard and rejected: nothing applied); `failed` (nothing changed); `received` "
         "(stored, being applied)."
     )
     snapshot_id: uuid.UUID | None
@@ -118,9 +154,12 @@ class SyncRunPublic(BaseModel):
     )
     warnings: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=100_000)
     error: RunError | None = Field(description="The problem that failed the run.")
-    report: ActivationReport | ImportReport | YearTransitionRunReport | None = Field(
-        description="An activation's matching (R2), an EDEXml import's absent records, or the "
-        "year transition a run started; null for a plain merge."
+    report: ActivationReport | ImportReport | YearTransitionRunReport | GuardRunReport | None = (
+        Field(
+            description="An activation's matching (R2), an EDEXml import's absent records, the "
+            "year transition a run started, or why the change guard held it; null for a plain "
+            "merge."
+        )
     )
 
 
@@ -212,3 +251,33 @@ class DriftAccept(BaseModel):
 class DriftAccepted(BaseModel):
     accepted: Count
     ids: list[uuid.UUID] = Field(max_length=1_000_000)
+
+
+class KeyChangePublic(BaseModel):
+    """A proposal: ESIS dropped `old_key` and sent `new_key` for what looks like the same
+    person. Only keys: look the record up by `record_id` to see who it is."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    entity: Literal["student", "guardian", "staff"]
+    record_id: uuid.UUID = Field(description="The record that would take the new key.")
+    old_key: str = Field(
+        max_length=256, description="The key the record has now, which ESIS no longer sends."
+    )
+    new_key: str = Field(max_length=256, description="The key ESIS sends for the same person now.")
+    matched_by: Literal["name_birth_date", "email"]
+    status: KeyChangeStatus = Field(
+        description="`proposed` (waiting), `accepted`, `rejected` (the two are missing + new "
+        "from the next snapshot on) or `superseded` (another proposal for the record or key "
+        "was accepted)."
+    )
+    proposed_at: dt.datetime
+    run_id: uuid.UUID | None = Field(description="The sync run that first proposed it.")
+    decided_at: dt.datetime | None
+    decided_by: str | None = Field(max_length=64)
+
+
+class KeyChangeList(BaseModel):
+    items: list[KeyChangePublic] = Field(max_length=1000)
+    next_cursor: str | None

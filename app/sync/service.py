@@ -69,6 +69,7 @@ def plan_merge(
     source: Source = Source.ESIS,
     scope: frozenset[Kind] | None = None,
     keep: Mapping[str, frozenset[str]] | None = None,
+    key_changes: bool = False,
 ) -> Plan:
     """Decide every insert, update, drift item and event that `snapshot` causes.
 
@@ -79,10 +80,13 @@ def plan_merge(
     carries) is left exactly as it is. `keep` names, per entity, the keys of records the
     snapshot held with an unusable value: they are left as they are too (not updated, not
     added, not marked missing).
+
+    `key_changes`: pair a dropped record with a new key that is the same person as a
+    proposal (`plan.key_changes`) instead of missing + new; the daily merge asks for it.
     """
     scope = snapshot.scope if scope is None else scope
     keep = keep or {}
-    ctx = Context(state.school_id, policy, activation, run_id, now, source)
+    ctx = Context(state.school_id, policy, activation, run_id, now, source, key_changes)
     plan = Plan(
         now=now,
         run_id=run_id,  # drift items seen again are stamped with it (repository.write_plan)
@@ -123,9 +127,10 @@ def plan_merge(
         state.staff,
         ((s.key, values_of(s, STAFF)) for s in snapshot.staff),
     )
-    kept_students = keep.get("student", frozenset())
-    kept_guardians = keep.get("guardian", frozenset())
-    kept_staff = keep.get("staff", frozenset())
+    # A key proposed as a key change is kept too: its record's links wait for the decision.
+    kept_students = keep.get("student", frozenset()) | students.proposed
+    kept_guardians = keep.get("guardian", frozenset()) | guardians.proposed
+    kept_staff = keep.get("staff", frozenset()) | staff.proposed
 
     if Kind.STUDENT_GROUPS in scope:
         merge_student_groups(plan, ctx, state, snapshot, students, groups, keep=kept_students)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import cast
@@ -61,8 +62,15 @@ def _rows(session: Session, name: str, school_id: uuid.UUID) -> Iterator[Row]:
         row = dict(zip(keys, values, strict=True))
         for column in json_columns:
             if row[column] is not None:
-                row[column] = orjson.loads(row[column])
+                row[column] = _json(row[column])
         yield row
+
+
+def _json(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN and the like, which json.dumps may have written
+        return json.loads(text)
 
 
 @gc_paused

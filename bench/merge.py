@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
 from bench import orm_loop, synthetic
+from bench.limit import Limit
 from bench.server import Server, Unavailable, fresh_database, running_service
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,19 +53,33 @@ LABELS = {
     "stored": "push before activation (stored only)",
     "initial_load": "initial load (activation request)",
     "no_change": "no-change re-sync (push)",
+    "no_change_xml": "no-change re-sync, EDEXml push",
     "one_percent": "1 % changed + 1 % new (push)",
     "orm_initial_load": "per-record ORM loop: initial load",
     "orm_one_percent": "per-record ORM loop: 1 % changed + 1 % new",
+    "limit_initial_load": "limit (bare merge): into empty tables",
+    "limit_no_change": "limit (bare merge): the same rows again",
+    "limit_one_percent": "limit (bare merge): 1 % changed + 1 % new",
 }
-SERVICE = ("stored", "initial_load", "no_change", "one_percent")
+SERVICE = ("stored", "initial_load", "no_change", "no_change_xml", "one_percent")
 BASELINE = ("orm_initial_load", "orm_one_percent")
+LIMIT = ("limit_initial_load", "limit_no_change", "limit_one_percent")
+# Each service scenario against the bare merge of the same rows (bench/limit.py).
+LIMIT_OF = {
+    "initial_load": "limit_initial_load",
+    "no_change": "limit_no_change",
+    "no_change_xml": "limit_no_change",
+    "one_percent": "limit_one_percent",
+}
 
-# The targets are stated for PostgreSQL through HTTP; SQLite is measured against them too,
-# for reference.
-TARGET_NO_CHANGE_MS = 300.0
-TARGET_INITIAL_LOAD_MS = 1500.0
-TARGET_RATIO = 10.0
-TARGET_PEAK_MB = 200.0
+# Issue 18's targets, stated for PostgreSQL through HTTP (medians); SQLite is measured
+# against them too, for reference, and should be within 1.5x of PostgreSQL.
+TARGET_OF_LIMIT = {"no_change": 2.0, "no_change_xml": 2.5, "one_percent": 2.5}
+TARGET_INITIAL_LOAD_MS = 300.0
+TARGET_RATIO_INITIAL = 30.0
+TARGET_RATIO_CHANGE = 50.0
+TARGET_PEAK_MB = 150.0
+TARGET_SQLITE_OF_POSTGRESQL = 1.5
 
 
 def brin_codes() -> Iterator[str]:
@@ -143,12 +158,19 @@ class Api:
             secrets[role] = str(self._check(response, 201, f"create {role} key")["secret"])
         return SchoolKeys(key=key, admin=secrets["admin"], esis=secrets["esis"])
 
-    def push(self, school: SchoolKeys, body: bytes, *, expect_status: str) -> Timed:
+    def push(
+        self,
+        school: SchoolKeys,
+        body: bytes,
+        *,
+        expect_status: str,
+        content_type: str = "application/json",
+    ) -> Timed:
         started = time.perf_counter()
         response = self.client.post(
             f"/api/v1/schools/{school.key}/esis/snapshots",
             content=body,
-            headers={**_bearer(school.esis), "Content-Type": "application/json"},
+            headers={**_bearer(school.esis), "Content-Type": content_type},
         )
         ms = (time.perf_counter() - started) * 1000
         run = self._check(response, 201, f"push to {school.key}")
@@ -233,8 +255,19 @@ class Workload:
         return (
             synthetic.encode(synthetic.with_header(self.base, brin=brin, push=first_push)),
             synthetic.encode(synthetic.with_header(self.base, brin=brin, push=first_push + 1)),
-            synthetic.encode(synthetic.with_header(self.changed, brin=brin, push=first_push + 2)),
+            synthetic.encode(synthetic.with_header(self.changed, brin=brin, push=first_push + 3)),
         )
+
+    def xml_body(self, brin: str, push: int = 2) -> bytes:
+        """The unchanged school as EDEXml, pushed between the JSON no-change and the change."""
+        from app.esis.edexml_write import write_edexml
+
+        body = synthetic.with_header(self.base, brin=brin, push=push)
+        out = io.BytesIO()
+        write_edexml(
+            body, out, generated_at=dt.datetime.fromisoformat(body["school"]["generated_at"])
+        )
+        return out.getvalue()
 
 
 @dataclass
@@ -255,6 +288,13 @@ class Result:
         values = self.samples[scenario]
         return statistics.median(values) if values else None
 
+    def of_limit(self, service: str) -> float | None:
+        """The service's median as a multiple of the bare merge's median of the same rows."""
+        ours, bare = self.median(service), self.median(LIMIT_OF[service])
+        if ours is None or bare is None or bare <= 0:
+            return None
+        return ours / bare
+
     def ratio(self, service: str, baseline: str) -> float | None:
         ours, theirs = self.median(service), self.median(baseline)
         if ours is None or theirs is None or ours <= 0:
@@ -268,24 +308,41 @@ def _mb(mib: float) -> float:
 
 
 def run_service_round(
-    api: Api, workload: Workload, brin: str, result: Result | None, summary: dict[str, int]
+    api: Api,
+    workload: Workload,
+    brin: str,
+    result: Result | None,
+    summary: dict[str, int],
+    limit: Limit | None = None,
 ) -> None:
     """One fresh school through scenarios 1-3; `result` None is a warm-up."""
     school = api.create_school(brin)
     initial, same, changed = workload.bodies(brin)
+    xml = workload.xml_body(brin)
     timings = {
         "stored": api.push(school, initial, expect_status="stored"),
         "initial_load": api.activate(school),
         "no_change": api.push(school, same, expect_status="applied"),
+        "no_change_xml": api.push(
+            school, xml, expect_status="applied", content_type="application/xml"
+        ),
         "one_percent": api.push(school, changed, expect_status="applied"),
     }
+    if limit is not None:
+        bare = limit.school([workload.base, workload.base, workload.changed])
     if result is None:
         return
+    if limit is not None:
+        for name, ms in zip(LIMIT, bare, strict=True):
+            result.samples[name].append(ms)
     result.problems += check_counts(
         "initial load", timings["initial_load"].run, expected_initial(summary)
     )
     result.problems += check_counts(
         "no-change", timings["no_change"].run, expected_no_change(summary)
+    )
+    result.problems += check_counts(
+        "no-change XML", timings["no_change_xml"].run, expected_no_change(summary)
     )
     result.problems += check_counts(
         "1 % change", timings["one_percent"].run, expected_change(workload.change)
@@ -353,19 +410,20 @@ def bench_database(database: str, args: argparse.Namespace, workload: Workload) 
         api = Api(server)
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
+        limit = Limit(url)
         try:
             result.server_version = _server_version(engine)
             print(f"\n== {database}: {result.server_version}, server pid {server.process.pid}")
             # Warm-up (not counted): imports, statement caches and connections of both sides.
-            run_service_round(api, warmup, next(brins), None, synthetic.summary(small_base))
+            run_service_round(api, warmup, next(brins), None, synthetic.summary(small_base), limit)
             if args.baseline_repeat:
                 run_baseline_round(api, sessions, warmup, next(brins), None)
             result.rss_after_warmup_mb = _mb(server.rss_mib())
             for i in range(args.repeat):
-                run_service_round(api, workload, next(brins), result, summary)
+                run_service_round(api, workload, next(brins), result, summary, limit)
                 print(
                     f"  service round {i + 1}/{args.repeat}: "
-                    + ", ".join(f"{k} {result.samples[k][-1]:.0f} ms" for k in SERVICE),
+                    + ", ".join(f"{k} {result.samples[k][-1]:.0f} ms" for k in SERVICE + LIMIT),
                     flush=True,
                 )
             for i in range(args.baseline_repeat):
@@ -380,6 +438,7 @@ def bench_database(database: str, args: argparse.Namespace, workload: Workload) 
                 result.profile = profile_in_process(sessions, api, workload, next(brins))
         finally:
             api.close()
+            limit.close()
             engine.dispose()
     result.load_average["end"] = _load_average()
     result.elapsed_s = time.monotonic() - started
@@ -484,48 +543,40 @@ class Target:
 
 
 def targets(result: Result) -> list[Target]:
+    """Issue 18's targets: multiples of the limit measured in the same run, medians."""
+
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0f} ms"
 
     def x(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.1f}x"
 
-    no_change, initial = result.median("no_change"), result.median("initial_load")
+    def at_most(value: float | None, bound: float) -> bool | None:
+        return None if value is None else value <= bound
+
+    def at_least(value: float | None, bound: float) -> bool | None:
+        return None if value is None else value >= bound
+
+    out = [
+        Target(f"{LABELS[name]} / limit", x(result.of_limit(name)), f"<= {bound}x",
+               at_most(result.of_limit(name), bound))
+        for name, bound in TARGET_OF_LIMIT.items()
+    ]  # fmt: skip
+    initial = result.median("initial_load")
     r_initial = result.ratio("initial_load", "orm_initial_load")
     r_change = result.ratio("one_percent", "orm_one_percent")
     peak = result.peak_rss_mb
     return [
-        Target(
-            "no-change re-sync (median)",
-            ms(no_change),
-            f"< {TARGET_NO_CHANGE_MS:.0f} ms",
-            None if no_change is None else no_change < TARGET_NO_CHANGE_MS,
-        ),
-        Target(
-            "initial load (median)",
-            ms(initial),
-            f"< {TARGET_INITIAL_LOAD_MS:.0f} ms",
-            None if initial is None else initial < TARGET_INITIAL_LOAD_MS,
-        ),
-        Target(
-            "vs per-record loop, initial load",
-            x(r_initial),
-            f">= {TARGET_RATIO:.0f}x",
-            None if r_initial is None else r_initial >= TARGET_RATIO,
-        ),
-        Target(
-            "vs per-record loop, 1 % change",
-            x(r_change),
-            f">= {TARGET_RATIO:.0f}x",
-            None if r_change is None else r_change >= TARGET_RATIO,
-        ),
-        Target(
-            "server peak memory (VmHWM)",
-            "n/a" if peak is None else f"{peak:.0f} MB",
-            f"< {TARGET_PEAK_MB:.0f} MB",
-            None if peak is None else peak < TARGET_PEAK_MB,
-        ),
-    ]
+        *out,
+        Target("initial load (median)", ms(initial), f"<= {TARGET_INITIAL_LOAD_MS:.0f} ms",
+               at_most(initial, TARGET_INITIAL_LOAD_MS)),
+        Target("vs per-record loop, initial load", x(r_initial),
+               f">= {TARGET_RATIO_INITIAL:.0f}x", at_least(r_initial, TARGET_RATIO_INITIAL)),
+        Target("vs per-record loop, 1 % change", x(r_change),
+               f">= {TARGET_RATIO_CHANGE:.0f}x", at_least(r_change, TARGET_RATIO_CHANGE)),
+        Target("server peak memory (VmHWM)", "n/a" if peak is None else f"{peak:.0f} MB",
+               f"<= {TARGET_PEAK_MB:.0f} MB", at_most(peak, TARGET_PEAK_MB)),
+    ]  # fmt: skip
 
 
 def report(result: Result, args: argparse.Namespace, workload: Workload) -> str:
@@ -541,7 +592,7 @@ def report(result: Result, args: argparse.Namespace, workload: Workload) -> str:
         f"{summary['student_guardian_links']} student-guardian, "
         f"{summary['staff_group_links']} staff-group",
         "",
-        f"{'scenario':<46} {'min':>9} {'median':>9} {'max':>9}   server run (median)",
+        f"{'scenario':<46} {'min':>9} {'median':>9} {'max':>9}   {'x limit':>8}   server run",
     ]
     for key, label in LABELS.items():
         values = result.samples[key]
@@ -550,9 +601,11 @@ def report(result: Result, args: argparse.Namespace, workload: Workload) -> str:
             continue
         server = result.server_ms.get(key) or []
         server_text = f"{statistics.median(server):9.0f} ms" if server else ""
+        times = result.of_limit(key) if key in LIMIT_OF else None
+        times_text = f"{times:7.1f}x" if times is not None else " " * 8
         lines.append(
             f"{label:<46} {min(values):9.0f} {statistics.median(values):9.0f} "
-            f"{max(values):9.0f} ms{server_text}"
+            f"{max(values):9.0f} ms {times_text}{server_text}"
         )
     r_initial = result.ratio("initial_load", "orm_initial_load")
     r_change = result.ratio("one_percent", "orm_one_percent")
@@ -573,7 +626,7 @@ def report(result: Result, args: argparse.Namespace, workload: Workload) -> str:
     ]
     for t in targets(result):
         verdict = "n/a" if t.met is None else ("met" if t.met else "NOT MET")
-        lines.append(f"  {t.name:<36} {t.measured:>10}   target {t.target:<10} {verdict}")
+        lines.append(f"  {t.name:<46} {t.measured:>8}   target {t.target:<10} {verdict}")
     for problem in result.problems:
         lines.append(f"  warning: {problem}")
     before = result.load_average.get("before", [0.0])[0]
@@ -625,6 +678,7 @@ def write_json(result: Result, args: argparse.Namespace, workload: Workload) -> 
         "school": synthetic.summary(workload.base),
         "change": workload.change.__dict__,
         "scenarios": scenarios,
+        "of_limit": {name: result.of_limit(name) for name in LIMIT_OF},
         "ratios": {
             "initial_load": result.ratio("initial_load", "orm_initial_load"),
             "one_percent": result.ratio("one_percent", "orm_one_percent"),
@@ -698,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         f"synthetic school (seed {args.seed}): {synthetic.summary(base)}; body {size / 1e3:.0f} kB"
     )
     outputs: list[str] = []
+    results: dict[str, Result] = {}
     failed = False
     for database in args.databases:
         try:
@@ -712,12 +767,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{database} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed = True
             continue
+        results[database] = result
         text_report = report(result, args, workload)
         path = write_json(result, args, workload)
         shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
         outputs.append(f"{text_report}\n(results: {shown})")
+    if len(results) == 2:
+        outputs.append(compare_databases(results["sqlite"], results["postgresql"]))
     print("\n".join(outputs))
     return 1 if failed else 0
+
+
+def compare_databases(sqlite: Result, postgresql: Result) -> str:
+    """Issue 18: SQLite within 1.5x of PostgreSQL, per service scenario (medians)."""
+    lines = ["", f"SQLite / PostgreSQL (medians; target <= {TARGET_SQLITE_OF_POSTGRESQL}x):"]
+    for name in LIMIT_OF:
+        ours, theirs = sqlite.median(name), postgresql.median(name)
+        if ours is None or not theirs:
+            continue
+        ratio = ours / theirs
+        verdict = "met" if ratio <= TARGET_SQLITE_OF_POSTGRESQL else "NOT MET"
+        lines.append(f"  {LABELS[name]:<44} {ratio:5.2f}x   {verdict}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

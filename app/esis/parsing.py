@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from app.esis.errors import FormatError, UnsupportedFormat, invalid
@@ -49,7 +50,7 @@ def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
 
 def parse_json(body: bytes) -> EsisSnapshot:
     try:
-        raw = json.loads(body)
+        raw = _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         where = (
             f" at line {exc.lineno}, column {exc.colno}"
@@ -65,6 +66,16 @@ def parse_json(body: bytes) -> EsisSnapshot:
             for err in exc.errors()
         ]
         raise invalid(errors) from None
+
+
+def _loads(body: bytes) -> Any:
+    """orjson first (several times faster on a school's body); what it refuses (another
+    encoding than UTF-8, integers beyond 64 bits, NaN) goes to the standard library, so the
+    accepted bodies and the error messages stay exactly those of `json.loads`."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _field(loc: tuple[Any, ...], raw: Any) -> str:

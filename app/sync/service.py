@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from app.esis.schemas import EsisSnapshot, Kind
 from app.provenance import Source
 from app.schools.models import UpdatePolicy
+from app.sync.gcpause import gc_paused
 from app.sync.links import merge_links, merge_student_groups
 from app.sync.plan import EntityState, Pair, Plan, Row, State
 from app.sync.records import Merged, known, merge_records
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 
+@gc_paused
 def plan_merge(
     *,
     state: State,

@@ -9,7 +9,12 @@ from typing import Any
 
 from app.middleware import request_id_var
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# `color_message`: uvicorn's coloured copy of the message.
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+# Every logger that writes to the process's output goes through the JSON formatter: uvicorn's
+# own ("Exception in ASGI application" comes with the traceback of a database error, whose
+# message quotes the row) and the root logger (libraries, the worker's job runner).
+ROUTED_LOGGERS = ("esis_sync", "uvicorn", "uvicorn.error", "uvicorn.access", "")
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,7 +40,34 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("esis_sync")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    for name in ROUTED_LOGGERS:
+        logger = logging.getLogger(name or None)
+        if name:
+            logger.handlers[:] = [handler]
+            logger.propagate = False  # written once, through their own handler
+        elif not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+            logger.addHandler(handler)  # the root keeps what else is attached (pytest's)
+    logging.getLogger("esis_sync").setLevel(level)
+    # Libraries only from WARNING: httpx, for one, logs every request it makes at INFO.
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def uvicorn_log_config(level: str) -> dict[str, Any]:
+    """`uvicorn.run(log_config=...)`: its loggers in JSON from the first line, in every worker
+    process (uvicorn applies this dictionary again in each)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "app.logging.JsonFormatter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level, "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }

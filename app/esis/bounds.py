@@ -66,7 +66,7 @@ def check_json_lists(raw: object, lists: tuple[str, ...], max_records: int) -> N
         total += len(items)
         if len(items) > max_records or total > max_records:
             raise FormatError(
-                f"{name}: the snapshot has more than {max_records} records, the limit "
+                f"{name}: the snapshot has more records, more than the limit of {max_records} "
                 "(ESIS_SYNC_MAX_SNAPSHOT_RECORDS); nothing was validated",
                 errors=[{"field": name, "message": f"more than {max_records} records"}],
             )

@@ -55,6 +55,7 @@ def _env(url: str, key: str) -> dict[str, str]:
         "ESIS_SYNC_JOB_STALLED_SECONDS": "3",
         "ESIS_SYNC_PULL_ATTEMPTS": "1",
         "ESIS_SYNC_LOG_LEVEL": "WARNING",
+        "ESIS_SYNC_ALLOW_PRIVATE_ESIS_HOSTS": "true",  # the fake ESIS is on loopback
     }
 
 

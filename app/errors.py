@@ -292,9 +292,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     # The middleware's refusals raised while a route reads the body (NUL) carry our type.
     slug = getattr(exc, "slug", None)
     if isinstance(slug, str) and exc.status_code == 422:
-        return problem_response(
-            status=422, slug=slug, title=Unprocessable.title, detail=detail, headers=exc.headers
-        )
+        return problem_response(status=422, slug=slug, title=Unprocessable.title, detail=detail)
     return problem_response(status=exc.status_code, slug="about:blank", title=title, detail=detail)
 
 

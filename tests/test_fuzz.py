@@ -89,12 +89,15 @@ CONTENT_TYPES = [
 
 
 def _hostile(body: Any, *, nul: bool, long_arrays: bool) -> Any:
-    """The body with a NUL in its strings and/or every array 3,000 items long."""
+    """The body with a NUL in its strings and/or its outermost arrays 3,000 items long (inner
+    arrays as they are: lengthening every level would grow the body exponentially)."""
     if isinstance(body, dict):
         return {k: _hostile(v, nul=nul, long_arrays=long_arrays) for k, v in body.items()}
     if isinstance(body, list):
-        items = [_hostile(v, nul=nul, long_arrays=long_arrays) for v in body]
-        return (items or [{}]) * (3000 // max(1, len(items))) if long_arrays else items
+        items = [_hostile(v, nul=nul, long_arrays=False) for v in body]
+        if not long_arrays:
+            return items
+        return [(items or [{}])[i % max(1, len(items))] for i in range(3000)]
     if isinstance(body, str) and nul:
         return body + "\u0000"
     return body

@@ -13,7 +13,8 @@ from app.middleware import request_id_var
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 # Every logger that writes to the process's output goes through the JSON formatter: uvicorn's
 # own ("Exception in ASGI application" comes with the traceback of a database error, whose
-# message quotes the row) and the root logger (libraries, the worker's job runner).
+# message quotes the row) and the root logger (libraries, the worker's job runner). The app
+# factory calls this in every serving process, after uvicorn set up its loggers.
 ROUTED_LOGGERS = ("esis_sync", "uvicorn", "uvicorn.error", "uvicorn.access", "")
 
 
@@ -50,24 +51,3 @@ def configure_logging(level: str) -> None:
     logging.getLogger("esis_sync").setLevel(level)
     # Libraries only from WARNING: httpx, for one, logs every request it makes at INFO.
     logging.getLogger().setLevel(logging.WARNING)
-
-
-def uvicorn_log_config(level: str) -> dict[str, Any]:
-    """`uvicorn.run(log_config=...)`: its loggers in JSON from the first line, in every worker
-    process (uvicorn applies this dictionary again in each)."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "app.logging.JsonFormatter"}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "loggers": {
-            name: {"handlers": ["stderr"], "level": level, "propagate": False}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-        },
-    }

@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 endif
 BIN    := $(VENV)/bin
 
-.PHONY: install run migrate test lint format typecheck check bench soak demo image-test clean spectral
+.PHONY: install run migrate test lint format typecheck check bench soak attack demo image-test clean spectral
 
 # uv is taken from PATH; without it, pip installs it into the project's environment first.
 $(VENV)/bin/uv:
@@ -46,6 +46,10 @@ bench: install
 
 soak: install
 	$(BIN)/python -m bench.soak
+
+# Issue 13's memory cases on the real service: peak memory per request (not in CI).
+attack: install
+	$(BIN)/python -m bench.attack
 
 demo: install
 	$(BIN)/esis-sync demo

@@ -137,6 +137,23 @@ class Settings(BaseSettings):
         description="Minutes a console session may sit unused before it must sign in again.",
     )
 
+    refused_body_budget_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=32 * 1024 * 1024,
+        description="Bytes of refused snapshot bodies (pushes and pulls that failed) one "
+        "school keeps for diagnosis; beyond it the oldest are emptied (their runs and problems "
+        "stay).",
+    )
+    refused_body_keep_hours: Annotated[int, Field(ge=0, le=720)] = Field(
+        default=24,
+        description="Hours a refused snapshot body is kept at most, within the budget.",
+    )
+    allow_private_esis_hosts: bool = Field(
+        default=False,
+        description="Let pulls connect to loopback, private, link-local and other non-public "
+        "addresses. Off: a school admin cannot point the ESIS connection into the operator's "
+        "network. On for tests, the demo and a fake ESIS on the same host.",
+    )
+
     @field_validator("school_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -85,6 +85,9 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A database error's message would otherwise quote the statement's parameters: the names
+    # and birth dates being written, into the log of whoever logs it.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":

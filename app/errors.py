@@ -263,16 +263,21 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
     errors = [
         {"field": _location(err["loc"]), "message": err["msg"], "type": err["type"]}
-        for err in exc.errors()
+        for err in found[:MAX_ERRORS]
     ]
+    extra: dict[str, Any] = {}
+    if len(found) > MAX_ERRORS:
+        extra["errors_total"] = len(found)
     return problem_response(
         status=422,
         slug="validation",
         title="Request is not valid",
         detail=summarise(errors),
-        errors=errors[:MAX_ERRORS],
+        errors=errors,
+        **extra,
     )
 
 
@@ -284,20 +289,24 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             status=413, slug=PayloadTooLarge.slug, title=PayloadTooLarge.title, detail=detail
         )
+    # The middleware's refusals raised while a route reads the body (NUL) carry our type.
+    slug = getattr(exc, "slug", None)
+    if isinstance(slug, str) and exc.status_code == 422:
+        return problem_response(status=422, slug=slug, title=Unprocessable.title, detail=detail)
     return problem_response(status=exc.status_code, slug="about:blank", title=title, detail=detail)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # Only the exception's type is logged: its message may quote personal data.
-    log.error(
-        "unhandled error",
-        extra={"error_type": type(exc).__name__, "path": request.url.path},
-    )
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Only the exception's type (and, from the formatter, the request id) is logged: its
+    # message, its arguments and the locals of a database error may quote personal data.
+    log.error("unhandled error", extra={"error_type": type(exc).__name__})
     return problem_response(
         status=500,
         slug="internal",
         title="Internal server error",
         detail="The error was logged; nothing about it is shown here.",
+        # The request may have been left half-read: the connection is not used again.
+        headers={"Connection": "close"},
     )
 
 

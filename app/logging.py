@@ -9,7 +9,13 @@ from typing import Any
 
 from app.middleware import request_id_var
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# `color_message`: uvicorn's coloured copy of the message.
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+# Every logger that writes to the process's output goes through the JSON formatter: uvicorn's
+# own ("Exception in ASGI application" comes with the traceback of a database error, whose
+# message quotes the row) and the root logger (libraries, the worker's job runner). The app
+# factory calls this in every serving process, after uvicorn set up its loggers.
+ROUTED_LOGGERS = ("esis_sync", "uvicorn", "uvicorn.error", "uvicorn.access", "")
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,7 +41,13 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("esis_sync")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    for name in ROUTED_LOGGERS:
+        logger = logging.getLogger(name or None)
+        if name:
+            logger.handlers[:] = [handler]
+            logger.propagate = False  # written once, through their own handler
+        elif not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+            logger.addHandler(handler)  # the root keeps what else is attached (pytest's)
+    logging.getLogger("esis_sync").setLevel(level)
+    # Libraries only from WARNING: httpx, for one, logs every request it makes at INFO.
+    logging.getLogger().setLevel(logging.WARNING)

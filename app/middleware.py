@@ -9,6 +9,8 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.esis.media import is_json
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
@@ -40,6 +42,8 @@ class RequestIdMiddleware:
 
 class _TooLarge(HTTPException):
     """An HTTPException, so that FastAPI's body parsing re-raises it as it is."""
+
+    slug = "payload-too-large"
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"the body exceeds the limit of {max_bytes} bytes")
@@ -122,8 +126,7 @@ class NulGuardMiddleware:
         if b"%00" in target or b"\x00" in target or "\x00" in scope.get("path", ""):
             await _reject_nul(send)
             return
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
-        if b"json" not in content_type:
+        if not _may_be_json(scope):
             await self.app(scope, receive, send)
             return
         tail = b""
@@ -152,19 +155,28 @@ class NulGuardMiddleware:
                 await _reject_nul(send)
 
 
+def _may_be_json(scope: Scope) -> bool:
+    """Whether any part of the app may read the body as JSON: a JSON type in any case and with
+    any parameters, or no Content-Type at all (FastAPI then parses JSON). Every Content-Type
+    header counts: the guard must not read another one than the app does."""
+    types = [value for name, value in scope["headers"] if name == b"content-type"]
+    return not types or any(is_json(value) for value in types)
+
+
+NUL_DETAIL = "text may not contain NUL characters (\\u0000)"
+
+
 class _Nul(HTTPException):
+    """Raised from `receive` while a route reads the body; rendered by `app.errors`."""
+
+    slug = "validation"
+
     def __init__(self) -> None:
-        super().__init__(422, "text may not contain NUL characters")
+        super().__init__(422, NUL_DETAIL)
 
 
 async def _reject_nul(send: Send) -> None:
-    await send_problem(
-        send,
-        422,
-        "validation",
-        "Request is not valid",
-        "text may not contain NUL characters (\\u0000)",
-    )
+    await send_problem(send, 422, "validation", "Request is not valid", NUL_DETAIL)
 
 
 async def send_problem(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
+import uuid
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -32,9 +34,47 @@ def invalid_cursor(parameter: str = "cursor") -> Unprocessable:
     )
 
 
+_BIGINT = 2**63 - 1
+
+
 def decode_cursor(cursor: str, *, parameter: str = "cursor") -> Any:
+    """The value in a cursor. Cursors travel through clients, so they are checked like any
+    input: besides not decoding, a value no column can hold (text with NUL, a number beyond
+    64 bits) is not a cursor this service issued either."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise invalid_cursor(parameter) from None
+    if not _storable(value):
+        raise invalid_cursor(parameter)
+    return value
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value and value.isprintable()
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return -_BIGINT - 1 <= value <= _BIGINT
+    if isinstance(value, float):
+        return False
+    if isinstance(value, list):
+        return len(value) <= 4 and all(_storable(v) for v in value)
+    return False
+
+
+def time_id_cursor(cursor: str, *, parameter: str = "cursor") -> tuple[dt.datetime, uuid.UUID]:
+    """A `[timestamp, uuid]` cursor, the timestamp aware and in UTC (as issued)."""
+    value = decode_cursor(cursor, parameter=parameter)
+    try:
+        moment, last_id = value
+        if not isinstance(moment, str) or not isinstance(last_id, str):
+            raise TypeError
+        at = dt.datetime.fromisoformat(moment)
+        if at.tzinfo is None:
+            raise ValueError
+        return at.astimezone(dt.UTC), uuid.UUID(last_id)
+    except (TypeError, ValueError, OverflowError):
         raise invalid_cursor(parameter) from None

@@ -173,7 +173,13 @@ def set_up(url: str, key: str, esis: Any, kit: Any, args: argparse.Namespace) ->
     from fake_esis.demo import roster
     from fake_esis.server import DEFAULT_AUTORISATIE
 
-    settings = Settings(database_url=url, secret_key=key, log_level="WARNING", _env_file=None)
+    settings = Settings(
+        database_url=url,
+        secret_key=key,
+        log_level="WARNING",
+        allow_private_esis_hosts=True,
+        _env_file=None,
+    )
     app = create_app(settings)
     base = roster(students=args.students)
     connection = {

@@ -96,6 +96,7 @@ def service_env(database_url: str) -> dict[str, str]:
         ESIS_SYNC_LOG_LEVEL="WARNING",
         ESIS_SYNC_BOOTSTRAP_OPERATOR_KEY="false",
         ESIS_SYNC_HOST=HOST,
+        ESIS_SYNC_ALLOW_PRIVATE_ESIS_HOSTS="true",  # a fake ESIS on loopback
     )
     # serve and worker refuse PostgreSQL without a key for stored secrets.
     env.setdefault("ESIS_SYNC_SECRET_KEY", _BENCH_SECRET_KEY)

@@ -148,6 +148,7 @@ def run(
         database_url=f"sqlite:///{directory / 'esis-sync.db'}",
         bootstrap_operator_key=False,
         embedded_worker=False,
+        allow_private_esis_hosts=True,  # the demo's fake ESIS is on loopback
         _env_file=None,
     )
     upgrade(settings.database_url)

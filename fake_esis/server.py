@@ -581,4 +581,5 @@ class FakeEsisKit:
             autorisatiesleutel=values["autorisatiesleutel"],
             klantcode=values["klantcode"],
             klantnaam=values["klantnaam"],
+            allow_private=True,  # the fake listens on loopback
         )

@@ -108,6 +108,7 @@ def settings(database_url: str) -> Settings:
         bootstrap_operator_key=False,
         max_upload_bytes=2 * 1024 * 1024,
         secret_key=Fernet.generate_key().decode(),
+        allow_private_esis_hosts=True,  # the fake ESIS of the tests listens on loopback
         _env_file=None,
     )
 

@@ -55,6 +55,7 @@ def _env(url: str, key: str) -> dict[str, str]:
         "ESIS_SYNC_JOB_STALLED_SECONDS": "3",
         "ESIS_SYNC_PULL_ATTEMPTS": "1",
         "ESIS_SYNC_LOG_LEVEL": "WARNING",
+        "ESIS_SYNC_ALLOW_PRIVATE_ESIS_HOSTS": "true",  # the fake ESIS is on loopback
     }
 
 
@@ -155,7 +156,9 @@ def _wait(predicate: Any, seconds: float) -> bool:
 
 def test_two_workers_share_the_schools_one_pull_each(pg: str, kit: FakeEsisKit) -> None:
     key = Fernet.generate_key().decode()
-    app = create_app(Settings(database_url=pg, secret_key=key, _env_file=None))
+    app = create_app(
+        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
+    )
     workers: list[subprocess.Popen[bytes]] = []
     try:
         with kit.serve() as esis, TestClient(app) as client:
@@ -178,7 +181,9 @@ def test_two_workers_share_the_schools_one_pull_each(pg: str, kit: FakeEsisKit) 
 
 def test_a_killed_workers_pull_is_done_by_another(pg: str, kit: FakeEsisKit) -> None:
     key = Fernet.generate_key().decode()
-    app = create_app(Settings(database_url=pg, secret_key=key, _env_file=None))
+    app = create_app(
+        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
+    )
     workers: list[subprocess.Popen[bytes]] = []
     try:
         with kit.serve() as esis, TestClient(app) as client:

@@ -153,6 +153,7 @@ def _uwlr_connection(settings: Settings, row: EsisConnection) -> uwlr.UwlrConnec
         autorisatiesleutel=secret["autorisatiesleutel"],
         klantcode=row.klantcode,
         klantnaam=row.klantnaam,
+        allow_private=settings.allow_private_esis_hosts,
     )
 
 

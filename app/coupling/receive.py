@@ -20,12 +20,21 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
 from app.coupling import held
+from app.coupling import repository as receipts
 from app.db import begin_write, utcnow
-from app.errors import ClientError, Conflict, DomainError, TooManyRequests, Unprocessable
-from app.esis.parsing import Parsed, parse_snapshot
+from app.errors import (
+    ClientError,
+    Conflict,
+    DomainError,
+    TooManyRequests,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from app.esis.media import media_type
+from app.esis.parsing import UWLR_TYPE, Parsed, parse_snapshot
+from app.esis.scrub import strip_national_ids
 from app.esis.validation import check_snapshot
 from app.metrics import observe_merge
 from app.schools import repository as schools
@@ -40,10 +49,17 @@ log = logging.getLogger("esis_sync.sync")
 
 @dataclass(frozen=True)
 class PushLimits:
-    """From the settings: records per snapshot and new snapshots per school per minute."""
+    """From the settings: records per snapshot, new snapshots per school per minute, and how
+    much of its refused bodies a school keeps, for how long."""
 
     max_records: int = 200_000
     per_minute: int = 30
+    refused_budget_bytes: int = 32 * 1024 * 1024
+    refused_keep: dt.timedelta = dt.timedelta(hours=24)
+
+
+class StaleSnapshot(Conflict):
+    slug, title = "stale-snapshot", "Snapshot older than the one applied"
 
 
 @dataclass(frozen=True)
@@ -69,11 +85,16 @@ def receive_snapshot(
 
     `parsed`: the body already read (a pull parses the answer to check it), not read again."""
     limits = limits or PushLimits()
-    digest = hashlib.sha256(body).hexdigest()
+    if origin == "push" and media_type(content_type) == UWLR_TYPE:
+        # How pulled answers are stored; a client sending it would reach the SOAP reader.
+        raise UnsupportedMediaType(
+            f"send a snapshot as application/json or EDEXml as application/xml, not {UWLR_TYPE}"
+        )
+    digest = hashlib.sha256(body).hexdigest()  # of the body as sent: replays are recognised
     stored = _store(
         sessions=sessions,
         school_id=school_id,
-        body=body,
+        body=strip_national_ids(body, content_type),
         digest=digest,
         content_type=content_type,
         idempotency_key=idempotency_key,
@@ -83,9 +104,9 @@ def receive_snapshot(
     )
     if isinstance(stored, Received):
         return stored
-    _snapshot, run = stored
+    _snapshot, run, replayed = stored
     try:
-        parsed = parsed or parse_snapshot(body, content_type)
+        parsed = parsed or parse_snapshot(body, content_type, max_records=limits.max_records)
         run = _apply(
             sessions=sessions,
             school_id=school_id,
@@ -97,9 +118,9 @@ def receive_snapshot(
         if run.status == RunStatus.FAILED.value and run.error and run.error["status"] < 500:
             raise _replayed_problem(run.error)  # recovery failed it first: the same problem
     except Exception as exc:
-        _fail(sessions=sessions, school_id=school_id, run_id=run.id, exc=exc)
+        _fail(sessions=sessions, school_id=school_id, run_id=run.id, exc=exc, limits=limits)
         raise
-    return Received(run=run, replayed=False)
+    return Received(run=run, replayed=replayed)
 
 
 def _store(
@@ -113,8 +134,12 @@ def _store(
     origin: str,
     actor: str,
     per_minute: int,
-) -> Received | tuple[Snapshot, SyncRun]:
-    """Transaction 1: keep the raw body; or find that it was received before."""
+) -> Received | tuple[Snapshot, SyncRun, bool]:
+    """Transaction 1: keep the raw body; or find that it was received before.
+
+    Under the school's lock, so that of simultaneous copies one stores and the others find
+    it. A copy that finds the first one's run still `received` takes that run (whoever gets
+    the lock in `_apply` first applies it, the other finds it done): one run per snapshot."""
     with sessions() as session:
         begin_write(session)
         # One receipt at a time per school, so two copies of one body are stored once.
@@ -147,34 +172,28 @@ def _store(
                     "this Idempotency-Key was used before with a different body",
                     idempotency_key=idempotency_key,
                 )
-            previous = _latest_run(session, school_id, existing.id)
+            previous = receipts.latest_run(session, school_id, existing.id)
             if previous is not None and previous.status in DONE:
                 return Received(run=previous, replayed=True)
             if previous is not None and previous.error and previous.error.get("status", 500) < 500:
                 # The same body fails the same way: answer with the same problem.
                 raise _replayed_problem(previous.error)
-            snapshot = existing  # received before but never applied (crash or server error)
+            if previous is not None and previous.status == RunStatus.RECEIVED.value:
+                session.commit()
+                return existing, previous, True  # being applied, or interrupted: that run
+            snapshot = existing  # received before, its run failed with a server error
+            if not snapshot.body:
+                snapshot.body = body  # emptied by the refused-body budget meanwhile
         run = SyncRun(school_id=school_id, snapshot_id=snapshot.id, origin=origin, actor=actor)
         session.add(run)
         session.commit()
-        return snapshot, run
+        return snapshot, run, False
 
 
 def _check_rate(session: Session, school_id: uuid.UUID, per_minute: int) -> None:
     """Counted from the stored snapshots, so the limit holds across replicas and workers."""
     now = utcnow()
-    window = now - dt.timedelta(minutes=1)
-    recent = list(
-        session.scalars(
-            select(Snapshot.received_at)
-            .where(
-                Snapshot.school_id == school_id,
-                Snapshot.origin == "push",  # pulls are ours, not the push client's
-                col(Snapshot.received_at) > window,
-            )
-            .order_by(col(Snapshot.received_at))
-        )
-    )
+    recent = receipts.recent_push_times(session, school_id, now - dt.timedelta(minutes=1))
     if len(recent) >= per_minute:
         retry = max(1, math.ceil((recent[0] + dt.timedelta(minutes=1) - now).total_seconds()))
         raise TooManyRequests(
@@ -189,29 +208,16 @@ def _find_existing(
 ) -> Snapshot | None:
     """The same Idempotency-Key ever, or the same body as the school's latest snapshot.
 
-    Only the latest counts for bodies: ESIS sending back older data (A, B, then A again) is
-    new information and is applied; a retry or a daily pull with nothing new is not.
+    Only the latest counts for bodies: a retry or a daily pull with nothing new is found here;
+    older data sent again is a new snapshot, which `_apply` refuses when it was generated
+    before the one last applied.
     """
-    query = select(Snapshot).where(Snapshot.school_id == school_id)
     if idempotency_key is not None:
-        by_key = session.scalar(query.where(Snapshot.idempotency_key == idempotency_key))
+        by_key = receipts.by_idempotency_key(session, school_id, idempotency_key)
         if by_key is not None:
             return by_key
-    latest = session.scalar(
-        query.where(col(Snapshot.origin).in_(("push", "pull")))
-        .order_by(col(Snapshot.received_at).desc())
-        .limit(1)
-    )
+    latest = receipts.latest_received(session, school_id)
     return latest if latest is not None and latest.body_sha256 == digest else None
-
-
-def _latest_run(session: Session, school_id: uuid.UUID, snapshot_id: uuid.UUID) -> SyncRun | None:
-    return session.scalar(
-        select(SyncRun)
-        .where(SyncRun.school_id == school_id, SyncRun.snapshot_id == snapshot_id)
-        .order_by(col(SyncRun.started_at).desc())
-        .limit(1)
-    )
 
 
 def _replayed_problem(error: dict[str, Any]) -> DomainError:
@@ -250,6 +256,7 @@ def _apply(
             return run  # applied meanwhile (by restart recovery): never twice
         snapshot = parsed.snapshot
         check_snapshot(snapshot, brin=school.brin, branch=school.branch, max_records=max_records)
+        _check_generated(session, school_id, run.snapshot_id, snapshot.school.generated_at)
         year = snapshot.school.school_year
         if school.current_school_year is not None and year < school.current_school_year:
             raise Unprocessable(
@@ -312,6 +319,32 @@ def _apply(
     return run
 
 
+def _check_generated(
+    session: Session,
+    school_id: uuid.UUID,
+    snapshot_id: uuid.UUID | None,
+    generated: dt.datetime | None,
+) -> None:
+    """Out-of-order delivery never rolls a school back: a snapshot generated before the
+    newest one received whole is refused (409), when both say when they were generated."""
+    if generated is None:
+        return
+    if generated.tzinfo is None:
+        raise Unprocessable(
+            "school.generated_at: give a UTC offset (2026-11-27T16:55:00+01:00)",
+            errors=[{"field": "school.generated_at", "message": "no UTC offset"}],
+        )
+    assert snapshot_id is not None
+    newest = receipts.newest_generated_done(session, school_id, exclude=snapshot_id)
+    if newest is not None and generated < newest:
+        raise StaleSnapshot(
+            f"this snapshot was generated at {generated.isoformat()}, before the one already "
+            f"received ({newest.isoformat()}); an older snapshot is never applied",
+            generated_at=generated.isoformat(),
+            newest_generated_at=newest.isoformat(),
+        )
+
+
 def recover_interrupted(
     *,
     sessions: sessionmaker[Session],
@@ -323,20 +356,24 @@ def recover_interrupted(
 
     A run younger than `grace` may be between its two transactions in a live request; one
     being merged holds the school's lock, so recovery waits and then finds it done."""
-    cutoff = utcnow() - grace
+    done = _recover_before(sessions=sessions, today=today, cutoff=utcnow() - grace)
+    # Runs younger than the grace were left alone: a process restarted within it would never
+    # see them again without a worker. Wait until they are old enough, then look once more.
     with sessions() as session:
-        pending = list(
-            session.execute(
-                select(SyncRun.school_id, SyncRun.id, Snapshot.body, Snapshot.content_type)
-                .join(
-                    Snapshot,
-                    (col(Snapshot.school_id) == col(SyncRun.school_id))
-                    & (col(Snapshot.id) == col(SyncRun.snapshot_id)),
-                )
-                .where(SyncRun.status == RunStatus.RECEIVED.value, col(SyncRun.started_at) < cutoff)
-                .order_by(col(SyncRun.started_at))
-            )
-        )
+        youngest = receipts.youngest_received(session)
+    if youngest is not None:
+        wait = (youngest + grace - utcnow()).total_seconds()
+        if wait > 0:
+            time.sleep(min(wait, grace.total_seconds()) + 0.05)
+        done += _recover_before(sessions=sessions, today=today, cutoff=utcnow() - grace)
+    return done
+
+
+def _recover_before(
+    *, sessions: sessionmaker[Session], today: dt.date, cutoff: dt.datetime
+) -> list[SyncRun]:
+    with sessions() as session:
+        pending = receipts.interrupted(session, cutoff)
     done: list[SyncRun] = []
     for school_id, run_id, body, content_type in pending:
         log.warning(
@@ -378,13 +415,27 @@ def problem_of(exc: Exception) -> dict[str, Any]:
 
 
 def _fail(
-    *, sessions: sessionmaker[Session], school_id: uuid.UUID, run_id: uuid.UUID, exc: Exception
+    *,
+    sessions: sessionmaker[Session],
+    school_id: uuid.UUID,
+    run_id: uuid.UUID,
+    exc: Exception,
+    limits: PushLimits | None = None,
 ) -> None:
-    """Transaction 3: the run is recorded as failed, with what went wrong."""
+    """Transaction 3: the run is recorded as failed, with what went wrong; refused bodies
+    beyond the school's budget, or older than it keeps them, are emptied."""
+    limits = limits or PushLimits()
     with sessions() as session:
         begin_write(session)
         run = session.get_one(SyncRun, (school_id, run_id))
         _mark_failed(run, exc)
+        session.flush()
+        receipts.prune_refused_bodies(
+            session,
+            school_id,
+            budget_bytes=limits.refused_budget_bytes,
+            older_than=utcnow() - limits.refused_keep,
+        )
         session.commit()
 
 

@@ -1,5 +1,6 @@
 """The coupling's queries: signing secrets, the ESIS connection and its daily-pull lease,
-stored EDEXml files, and the live rows the export writes. `receive.py` keeps its own."""
+stored EDEXml files, the live rows the export writes, and a snapshot's receipt (replays, the
+rate, recovery and the budget of refused bodies; the way itself is `receive.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import exists, func, or_, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -15,7 +16,8 @@ import app.roster.models  # noqa: F401  (the roster's tables in app.db.metadata,
 from app.coupling.models import EsisConnection, SigningSecret
 from app.db import metadata
 from app.schools.models import CouplingState, School
-from app.sync.models import Snapshot
+from app.sync.models import RunStatus, Snapshot, SyncRun
+from app.sync.repository import DONE
 
 Row = dict[str, Any]
 
@@ -137,3 +139,129 @@ def live_rows(*, session: Session, table_name: str, school_id: uuid.UUID) -> lis
     if "tombstoned_at" in t.c:
         query = query.where(t.c.tombstoned_at.is_(None))
     return [dict(row) for row in session.execute(query).mappings()]
+
+
+# --- receipt (app.coupling.receive) -------------------------------------------------------
+
+
+def recent_push_times(session: Session, school_id: uuid.UUID, since: dt.datetime) -> list[Any]:
+    """When the school's pushes since `since` came, oldest first (the rate limit)."""
+    return list(
+        session.scalars(
+            select(Snapshot.received_at)
+            .where(
+                Snapshot.school_id == school_id,
+                Snapshot.origin == "push",  # pulls are ours, not the push client's
+                col(Snapshot.received_at) > since,
+            )
+            .order_by(col(Snapshot.received_at))
+        )
+    )
+
+
+def by_idempotency_key(session: Session, school_id: uuid.UUID, key: str) -> Snapshot | None:
+    return session.scalar(
+        select(Snapshot).where(Snapshot.school_id == school_id, Snapshot.idempotency_key == key)
+    )
+
+
+def latest_received(session: Session, school_id: uuid.UUID) -> Snapshot | None:
+    """The school's latest pushed or pulled snapshot, whatever became of it."""
+    return session.scalar(
+        select(Snapshot)
+        .where(Snapshot.school_id == school_id, col(Snapshot.origin).in_(("push", "pull")))
+        .order_by(col(Snapshot.received_at).desc())
+        .limit(1)
+    )
+
+
+def latest_run(session: Session, school_id: uuid.UUID, snapshot_id: uuid.UUID) -> SyncRun | None:
+    return session.scalar(
+        select(SyncRun)
+        .where(SyncRun.school_id == school_id, SyncRun.snapshot_id == snapshot_id)
+        .order_by(col(SyncRun.started_at).desc())
+        .limit(1)
+    )
+
+
+def newest_generated_done(
+    session: Session, school_id: uuid.UUID, exclude: uuid.UUID
+) -> dt.datetime | None:
+    """The latest generation time among the school's snapshots that were received whole
+    (applied, stored or held); `exclude`: the snapshot being applied."""
+    return session.scalar(
+        select(func.max(Snapshot.generated_at))
+        .join(
+            SyncRun,
+            (col(SyncRun.school_id) == col(Snapshot.school_id))
+            & (col(SyncRun.snapshot_id) == col(Snapshot.id)),
+        )
+        .where(
+            Snapshot.school_id == school_id,
+            col(Snapshot.id) != exclude,
+            col(SyncRun.status).in_(DONE),
+            col(Snapshot.origin).in_(("push", "pull")),
+        )
+    )
+
+
+def interrupted(session: Session, cutoff: dt.datetime) -> list[Any]:
+    """Runs still `received` that started before `cutoff`: (school, run, body, type)."""
+    return list(
+        session.execute(
+            select(SyncRun.school_id, SyncRun.id, Snapshot.body, Snapshot.content_type)
+            .join(
+                Snapshot,
+                (col(Snapshot.school_id) == col(SyncRun.school_id))
+                & (col(Snapshot.id) == col(SyncRun.snapshot_id)),
+            )
+            .where(SyncRun.status == RunStatus.RECEIVED.value, col(SyncRun.started_at) < cutoff)
+            .order_by(col(SyncRun.started_at))
+        )
+    )
+
+
+def youngest_received(session: Session) -> dt.datetime | None:
+    """When the newest run still `received` started (recovery waits out its grace)."""
+    return session.scalar(
+        select(func.max(SyncRun.started_at)).where(SyncRun.status == RunStatus.RECEIVED.value)
+    )
+
+
+def prune_refused_bodies(
+    session: Session, school_id: uuid.UUID, *, budget_bytes: int, older_than: dt.datetime
+) -> int:
+    """Empty the bodies of refused snapshots (every run failed) beyond the school's budget,
+    newest kept first, and all of those received before `older_than`. The runs keep their
+    problem; the digest still recognises the body when it comes again."""
+    run = SyncRun
+    settled = exists().where(
+        col(run.school_id) == col(Snapshot.school_id),
+        col(run.snapshot_id) == col(Snapshot.id),
+        col(run.status) != RunStatus.FAILED.value,
+    )
+    refused = list(
+        session.execute(
+            select(Snapshot.id, func.length(Snapshot.body), Snapshot.received_at)
+            .where(
+                Snapshot.school_id == school_id,
+                col(Snapshot.origin).in_(("push", "pull")),
+                col(Snapshot.body) != b"",
+                ~settled,
+            )
+            .order_by(col(Snapshot.received_at).desc())
+        )
+    )
+    used = 0
+    emptied: list[uuid.UUID] = []
+    for snapshot_id, size, received_at in refused:
+        used += int(size or 0)
+        if used > budget_bytes or received_at < older_than:
+            emptied.append(snapshot_id)
+    if emptied:
+        session.execute(
+            update(Snapshot)
+            .where(col(Snapshot.school_id) == school_id, col(Snapshot.id).in_(emptied))
+            .values(body=b"")
+        )
+    return len(emptied)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from app.config import Settings
 from app.coupling import activation, export, health, imports, pulls, signing
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot
@@ -90,7 +91,9 @@ async def push_snapshot(
     body = await request.body()
     settings = request.app.state.settings
     webhook_id = await run_in_threadpool(_verify_signature, request, ctx.school.id, body)
-    if idempotency_key is None and webhook_id is not None:
+    if webhook_id is not None:
+        # A signed push is identified by its signed `webhook-id` alone: an Idempotency-Key
+        # added to a captured push (it is not signed) must not make it new.
         idempotency_key = f"webhook:{webhook_id}"[:200]
     received = await run_in_threadpool(
         receive_snapshot,
@@ -102,14 +105,21 @@ async def push_snapshot(
         origin="push",
         actor=ctx.principal.actor,
         today=dt.datetime.now(settings.tz).date(),
-        limits=PushLimits(
-            max_records=settings.max_snapshot_records, per_minute=settings.push_rate_per_minute
-        ),
+        limits=push_limits(settings),
     )
     if received.replayed:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     return SyncRunPublic.model_validate(received.run)
+
+
+def push_limits(settings: Settings) -> PushLimits:
+    return PushLimits(
+        max_records=settings.max_snapshot_records,
+        per_minute=settings.push_rate_per_minute,
+        refused_budget_bytes=settings.refused_body_budget_bytes,
+        refused_keep=dt.timedelta(hours=settings.refused_body_keep_hours),
+    )
 
 
 def _verify_signature(request: Request, school_id: uuid.UUID, body: bytes) -> str | None:

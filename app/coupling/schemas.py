@@ -5,11 +5,31 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from cryptography import x509
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.coupling.health_schemas import HealthPublic
 
 Url = Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)]
+
+
+def _pem_certificates(value: str) -> str:
+    """A trust store that does not load would make every pull fail later; say so now."""
+    try:
+        x509.load_pem_x509_certificates(value.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError("not PEM CA certificates (-----BEGIN CERTIFICATE-----)") from None
+    return value
+
+
+CaPem = Annotated[str, AfterValidator(_pem_certificates)]
 
 
 class CertificateUpload(BaseModel):
@@ -53,7 +73,7 @@ class ConnectionPut(BaseModel):
         description="The client certificate; required on the first PUT, optional later (the "
         "stored one stays). Refused when it does not parse or has expired.",
     )
-    ca_pem: str | None = Field(
+    ca_pem: CaPem | None = Field(
         default=None,
         max_length=100_000,
         description="CA certificates to trust for this service (PEM); default: the system's.",

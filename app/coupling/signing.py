@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import uuid
@@ -28,6 +29,7 @@ from app.errors import NotFound, Unauthorized
 from app.events.service import Change, emit
 
 PREFIX = "whsec_"
+_TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
 
 
 def create(
@@ -101,10 +103,12 @@ def verify(
             "this school requires signed pushes: send webhook-id, "
             "webhook-timestamp and webhook-signature (Standard Webhooks)"
         )
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise SignatureRefused("webhook-timestamp is not a number of seconds") from None
+    # Digits only, as Standard Webhooks writes them: `int()` would also take `0017...`,
+    # `1_796...` and ` 17...`, which signers disagree on (the reference library signs the
+    # float it reads, so `...58.0` would be its `...58`).
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise SignatureRefused("webhook-timestamp is not a number of seconds (digits only)")
+    timestamp = int(stamp)
     drift = abs((now if now is not None else time.time()) - timestamp)
     if drift > settings.webhook_tolerance_seconds:
         raise SignatureRefused(

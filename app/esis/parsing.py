@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from app.esis.errors import FormatError, UnsupportedFormat, invalid
-from app.esis.schemas import EsisSnapshot
+from app.esis.bounds import check_json_lists, check_json_values, check_xml_attributes
+from app.esis.errors import MAX_ERRORS, FormatError, UnsupportedFormat, invalid
+from app.esis.media import JSON, XML_TYPES, media_type
+from app.esis.schemas import (
+    EsisSnapshot,
+    SnapshotGroup,
+    SnapshotGuardian,
+    SnapshotStaff,
+    SnapshotStudent,
+)
 
-JSON_TYPES = frozenset({"application/json"})
-XML_TYPES = frozenset({"application/xml", "text/xml"})
+__all__ = ["JSON_TYPES", "UWLR_TYPE", "XML_TYPES", "Parsed", "media_type", "parse_snapshot"]
+
+JSON_TYPES = frozenset({JSON})
 # How a pulled UWLR answer (a SOAP envelope) is stored; never accepted from clients.
 UWLR_TYPE = "application/vnd.uwlr.leerlinggegevens+xml"
 LISTS = ("groups", "students", "guardians", "staff")
+# The records limit when the caller gives none (the setting's default).
+DEFAULT_MAX_RECORDS = 200_000
+# Records validated at once; a chunk with errors is validated again record by record, so that
+# no more than about MAX_ERRORS errors are ever built.
+CHUNK = 1_000
+_ITEMS: dict[str, TypeAdapter[Any]] = {
+    "groups": TypeAdapter(list[SnapshotGroup]),
+    "students": TypeAdapter(list[SnapshotStudent]),
+    "guardians": TypeAdapter(list[SnapshotGuardian]),
+    "staff": TypeAdapter(list[SnapshotStaff]),
+}
+# A JSON escape of a UTF-16 surrogate: only in pairs does it make a character.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -25,14 +48,12 @@ class Parsed:
     warnings: list[str] = field(default_factory=list)
 
 
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
+def parse_snapshot(
+    body: bytes, content_type: str | None, *, max_records: int = DEFAULT_MAX_RECORDS
+) -> Parsed:
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        return Parsed(parse_json(body))
+        return Parsed(parse_json(body, max_records=max_records))
     if kind == UWLR_TYPE:
         from app.esis.uwlr import parse_answer, requested_school
 
@@ -41,6 +62,7 @@ def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
     if kind in XML_TYPES:
         from app.esis.edexml import read_edexml
 
+        check_xml_attributes(body)
         read = read_edexml(body)
         return Parsed(read.snapshot, list(read.warnings))
     raise UnsupportedFormat(
@@ -48,9 +70,15 @@ def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
     )
 
 
-def parse_json(body: bytes) -> EsisSnapshot:
+def parse_json(body: bytes, *, max_records: int = DEFAULT_MAX_RECORDS) -> EsisSnapshot:
+    """The snapshot in a JSON body. What it costs is bounded before anything is built: the
+    number of values (bytes counted), the nesting (Python's recursion limit), the length of
+    every list (before validation), and the errors kept (validation stops after MAX_ERRORS)."""
+    check_json_values(body, max_records)
     try:
         raw = _loads(body)
+    except RecursionError:
+        raise FormatError("the body is not JSON: it is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         where = (
             f" at line {exc.lineno}, column {exc.colno}"
@@ -58,14 +86,80 @@ def parse_json(body: bytes) -> EsisSnapshot:
             else ""
         )
         raise FormatError(f"the body is not JSON{where}") from None
+    if _SURROGATE_ESCAPE.search(body) is not None:
+        _check_text(raw)
+    check_json_lists(raw, LISTS, max_records)
+    return _validate(raw)
+
+
+def _check_text(raw: Any) -> None:
+    """A lone surrogate (`"\\ud800"`) is valid JSON but no text: no database can store it."""
     try:
-        return EsisSnapshot.model_validate(raw)
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FormatError(
+            "the body holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text",
+            errors=[{"field": "body", "message": "unpaired surrogate"}],
+        ) from None
+
+
+def _validate(raw: Any) -> EsisSnapshot:
+    """`EsisSnapshot.model_validate(raw)`, with at most about MAX_ERRORS errors built.
+
+    The record lists are validated in chunks and the snapshot is then put together from the
+    validated records (pydantic does not validate model instances again)."""
+    if not isinstance(raw, dict) or not any(isinstance(raw.get(n), list) for n in LISTS):
+        try:
+            return EsisSnapshot.model_validate(raw)
+        except ValidationError as exc:
+            raise _format_error(exc.errors(include_url=False)[:MAX_ERRORS], raw) from None
+    found: list[Any] = []
+    head = {k: v for k, v in raw.items() if not (k in LISTS and isinstance(v, list))}
+    try:
+        EsisSnapshot.model_validate(head)
     except ValidationError as exc:
-        errors = [
+        found.extend(exc.errors(include_url=False)[:MAX_ERRORS])
+    records: dict[str, list[Any]] = {}
+    for name in LISTS:
+        items = raw.get(name)
+        if isinstance(items, list):
+            records[name] = _validate_list(name, items, found)
+    if found:
+        raise _format_error(found[:MAX_ERRORS], raw)
+    return EsisSnapshot.model_validate({**head, **records})
+
+
+def _validate_list(name: str, items: list[Any], found: list[Any]) -> list[Any]:
+    adapter = _ITEMS[name]
+    out: list[Any] = []
+    for start in range(0, len(items), CHUNK):
+        if len(found) >= MAX_ERRORS:
+            break
+        chunk = items[start : start + CHUNK]
+        try:
+            out.extend(adapter.validate_python(chunk))
+            continue
+        except ValidationError:
+            pass
+        for offset, item in enumerate(chunk):  # one by one: each record's errors are few
+            try:
+                adapter.validate_python([item])
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    err["loc"] = (name, start + offset, *err["loc"][1:])
+                    found.append(err)
+                if len(found) >= MAX_ERRORS:
+                    break
+    return out
+
+
+def _format_error(found: list[Any], raw: Any) -> FormatError:
+    return invalid(
+        [
             {"field": _field(err["loc"], raw), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors()
+            for err in found
         ]
-        raise invalid(errors) from None
+    )
 
 
 def _loads(body: bytes) -> Any:

@@ -14,11 +14,13 @@ national ids (a fault string is scrubbed of e-mail addresses and long digit runs
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import os
 import random
 import re
 import secrets
+import socket
 import ssl
 import tempfile
 import time
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import httpcore
 import httpx
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
@@ -78,7 +81,8 @@ UwlrErrorKind = Literal[
     "request",  # the request cannot be built (bad brin, branch, school year, URL)
     "certificate",  # the client certificate is expired or not yet valid
     "tls",  # TLS handshake or certificate verification failed (either side)
-    "connect",  # no connection (refused, DNS, unreachable)
+    "connect",  # no connection (refused, DNS, unreachable, no TLS there, no answer in time)
+    "address",  # the host is not at a public address, and private ones are not allowed
     "timeout",  # connect/read/write/pool timeout
     "network",  # the connection broke while sending or receiving
     "http",  # an HTTP status other than 200, without a SOAP Fault
@@ -142,6 +146,9 @@ class UwlrConnection:
     klantcode: str
     klantnaam: str
     soap_action: str = SOAP_ACTION
+    # The operator's policy: whether the URL may lead to a loopback, private, link-local or
+    # other non-public address (tests, a fake ESIS next to the service).
+    allow_private: bool = False
 
     def __repr__(self) -> str:  # the autorisatiesleutel is a secret
         return (
@@ -420,6 +427,94 @@ def client_ssl_context(conn: UwlrConnection) -> ssl.SSLContext:
     return context
 
 
+def is_public(address: str) -> bool:
+    """Whether an IP address is one on the internet: not loopback, private, link-local,
+    shared (CGNAT), multicast, reserved or unspecified; IPv4 inside IPv6 counts as IPv4."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+class _NotPublic(httpcore.ConnectError):
+    """Raised at connect time; `_transport_error` finds it behind httpx's ConnectError."""
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError("the host cannot be resolved") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _PublicOnlyBackend(httpcore.SyncBackend):
+    """Connects only to public addresses, checked after DNS resolution and at connect time
+    (a second lookup cannot swap in another address: the checked one is the one dialled).
+    Any non-public address among the answers refuses the host."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = _resolve(host, port)
+        if not addresses or not all(is_public(a) for a in addresses):
+            raise _NotPublic("the host is not at a public address")
+        return super().connect_tcp(
+            addresses[0], port, timeout, local_address, socket_options=socket_options
+        )
+
+
+def _transport(context: ssl.SSLContext, *, allow_private: bool) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=context)
+    if not allow_private:
+        # httpx takes no network backend; its pool is made again with ours, as httpx makes it.
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=context,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_PublicOnlyBackend(),
+        )
+    return transport
+
+
+def _check_address(conn: UwlrConnection) -> None:
+    """Before any request: a URL that leads to a non-public address is refused with a clear
+    reason (the connect-time check stays, for answers that change between lookups)."""
+    if conn.allow_private:
+        return
+    url = httpx.URL(conn.url)
+    try:
+        addresses = _resolve(url.host, url.port or 443)
+    except httpcore.ConnectError:
+        return  # reported as a connection failure by the attempt
+    if not all(is_public(a) for a in addresses):
+        raise _not_public()
+
+
+def _not_public() -> UwlrError:
+    return UwlrError(
+        "address",
+        transient=False,
+        detail="the ESIS host is not at a public internet address; pulls reach only public "
+        "addresses unless the operator allows private ones",
+    )
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     """The TLS error behind a transport error, if any (an unclean EOF does not count)."""
     seen: set[int] = set()
@@ -434,9 +529,31 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+# What a failure to connect says, whatever the cause (refused, filtered, not TLS): the run of a
+# pull must not tell a school admin which ports of a host are open.
+_NO_CONNECTION = "could not connect to the ESIS host over TLS"
+# TLS errors that only say something other than a TLS server answered.
+_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "UNKNOWN_PROTOCOL",
+        "HTTP_REQUEST",
+        "PACKET_LENGTH_TOO_LONG",
+        "UNEXPECTED_EOF_WHILE_READING",
+    }
+)
+
+
 def _transport_error(exc: httpx.HTTPError) -> UwlrError:
     name = type(exc).__name__
+    if any(isinstance(cause, _NotPublic) for cause in _causes(exc)):
+        return _not_public()
     tls = _ssl_cause(exc)
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) and (
+        tls is None or (tls.reason or "").upper() in _NOT_TLS
+    ):
+        return UwlrError("connect", transient=True, detail=_NO_CONNECTION)
     if tls is not None:
         reason = (tls.reason or type(tls).__name__).replace("_", " ").lower()
         verify = getattr(tls, "verify_message", None)
@@ -543,10 +660,17 @@ def fetch_answer(
         raise UwlrError(
             "certificate", transient=False, detail="the client certificate is not valid yet"
         )
+    _check_address(conn)
     context = client_ssl_context(conn)
     error: UwlrError | None = None
     attempt = 0
-    with httpx.Client(verify=context, timeout=timeouts, follow_redirects=False) as client:
+    # No proxy from the environment: the address policy applies to the host itself.
+    with httpx.Client(
+        transport=_transport(context, allow_private=conn.allow_private),
+        timeout=timeouts,
+        follow_redirects=False,
+        trust_env=False,
+    ) as client:
         for attempt in range(1, attempts + 1):
             try:
                 return _attempt(

@@ -16,7 +16,7 @@ from sqlalchemy import Select, Table, and_, delete, exists, func, insert, or_, s
 from sqlalchemy.orm import Session
 
 from app.db import metadata
-from app.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.pagination import encode_cursor, time_id_cursor
 
 Row = dict[str, Any]
 
@@ -81,11 +81,7 @@ def list_rows(
     query: Select[Any] = select(t).where(t.c.school_id == school_id)
     query = _apply_filters(query, kind, t, school_id, filters)
     if cursor is not None:
-        try:
-            created, last_id = decode_cursor(cursor)
-            after = (dt.datetime.fromisoformat(created), uuid.UUID(last_id))
-        except (TypeError, ValueError):
-            raise invalid_cursor() from None
+        after = time_id_cursor(cursor)
         query = query.where(
             or_(t.c.created_at > after[0], and_(t.c.created_at == after[0], t.c.id > after[1]))
         )

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.esis.schemas import Email, Gender, Phone, Relation, YearLevel
 from app.provenance import Source
@@ -14,6 +14,18 @@ from app.provenance import Source
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Short = Annotated[str, StringConstraints(max_length=100, strip_whitespace=True)]
 Text = Annotated[str, StringConstraints(max_length=500, strip_whitespace=True)]
+# As the column holds it: an empty or longer key would reach the database (and fail there).
+EsisKey = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+
+
+def _distinct(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("an id is listed twice")
+    return ids
+
+
+# Ids of records to link: each once (a link is a row; the same one twice is no request).
+DistinctIds = Annotated[list[uuid.UUID], AfterValidator(_distinct)]
 
 
 class EditMark(BaseModel):
@@ -110,10 +122,8 @@ class StudentUpdate(StudentFields):
         json_schema_extra={"examples": [{"given_name": "Sanne", "email": "sanne@example.nl"}]},
     )
 
-    esis_key: str | None = Field(
-        default=None,
-        max_length=256,
-        description="Only before activation and only for records not from ESIS.",
+    esis_key: EsisKey | None = Field(
+        default=None, description="Only before activation and only for records not from ESIS."
     )
 
 
@@ -128,7 +138,7 @@ class StudentCreate(StudentFields):
     )
 
     last_name: Name
-    group_ids: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+    group_ids: DistinctIds = Field(default_factory=list, max_length=50)
 
 
 class StudentList(BaseModel):
@@ -162,10 +172,8 @@ class GuardianUpdate(GuardianFields):
         json_schema_extra={"examples": [{"email": "anna.jansen@example.nl"}]},
     )
 
-    esis_key: str | None = Field(
-        default=None,
-        max_length=256,
-        description="Only before activation and only for records not from ESIS.",
+    esis_key: EsisKey | None = Field(
+        default=None, description="Only before activation and only for records not from ESIS."
     )
 
 
@@ -226,10 +234,8 @@ class StaffUpdate(StaffFields):
         extra="forbid", json_schema_extra={"examples": [{"email": "p.bakker@school.example.nl"}]}
     )
 
-    esis_key: str | None = Field(
-        default=None,
-        max_length=256,
-        description="Only before activation and only for records not from ESIS.",
+    esis_key: EsisKey | None = Field(
+        default=None, description="Only before activation and only for records not from ESIS."
     )
 
 
@@ -242,7 +248,7 @@ class StaffCreate(StaffFields):
     )
 
     last_name: Name
-    group_ids: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+    group_ids: DistinctIds = Field(default_factory=list, max_length=50)
 
 
 class StaffList(BaseModel):
@@ -279,7 +285,7 @@ class GroupUpdate(GroupFields):
         json_schema_extra={"examples": [{"name": "BSO maandag", "student_ids": []}]},
     )
 
-    student_ids: list[uuid.UUID] | None = Field(
+    student_ids: DistinctIds | None = Field(
         default=None,
         max_length=2000,
         description="Local groups only: the members, replacing the current ones.",
@@ -296,7 +302,7 @@ class GroupCreate(GroupFields):
 
     name: Name
     is_composite: bool = False
-    student_ids: list[uuid.UUID] = Field(default_factory=list, max_length=2000)
+    student_ids: DistinctIds = Field(default_factory=list, max_length=2000)
 
 
 class GroupList(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from sqlalchemy import and_, or_
@@ -10,7 +9,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from app.errors import NotFound
-from app.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.pagination import encode_cursor, time_id_cursor
 from app.sync.models import SyncRun
 
 
@@ -24,11 +23,7 @@ def list_runs(
         .limit(limit + 1)
     )
     if cursor is not None:
-        try:
-            started, run_id = decode_cursor(cursor)
-            started_at, last_id = dt.datetime.fromisoformat(started), uuid.UUID(run_id)
-        except (TypeError, ValueError):
-            raise invalid_cursor() from None
+        started_at, last_id = time_id_cursor(cursor)
         query = query.where(
             or_(
                 col(SyncRun.started_at) < started_at,

@@ -59,6 +59,41 @@ class UnmatchedRecord(BaseModel):
     esis_key: str | None = Field(max_length=64)
 
 
+class ContactGuardian(BaseModel):
+    id: uuid.UUID = Field(description="The guardian in the roster.")
+    line: int = Field(ge=1, description="The contact file's line that named it first.")
+    by: Literal["email", "name"] | None = Field(
+        default=None, description="Matched: by e-mail address, or by name among the student's."
+    )
+    previous_source: str | None = Field(default=None, max_length=16)
+    fields: list[str] = Field(default_factory=list, description="Corrected: the fields changed.")
+
+
+class ContactUnmatched(BaseModel):
+    line: int = Field(ge=1)
+    student_key: str = Field(max_length=256)
+    reason: str = Field(max_length=500)
+
+
+class ContactCounts(BaseModel):
+    matched: Count
+    created: Count
+    updated: Count
+    links_added: Count
+    unmatched: Count
+
+
+class ContactReport(BaseModel):
+    """What a guardian contact file did: guardians matched to the roster's (and corrected),
+    created (source `contacts`), and rows whose student is not in the roster."""
+
+    matched: list[ContactGuardian] = Field(max_length=1_000_000)
+    created: list[ContactGuardian] = Field(max_length=1_000_000)
+    updated: list[ContactGuardian] = Field(max_length=1_000_000)
+    unmatched: list[ContactUnmatched] = Field(max_length=1_000_000)
+    counts: ContactCounts
+
+
 class ActivationReport(BaseModel):
     """R2: how the records already here were paired with ESIS's."""
 
@@ -66,6 +101,11 @@ class ActivationReport(BaseModel):
     created: list[CreatedRecord] = Field(max_length=1_000_000)
     unmatched: list[UnmatchedRecord] = Field(
         max_length=1_000_000, description="Records here that ESIS does not list (kept)."
+    )
+    contacts: ContactReport | None = Field(
+        default=None,
+        description="For a school whose ESIS sends no guardians: the kept contact file's "
+        "guardians matched to the roster just loaded.",
     )
 
 

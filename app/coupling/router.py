@@ -432,7 +432,13 @@ def export_edexml(ctx: WriteSchool, session: SessionDep) -> Response:
     "`contacts`). A bad file is a 422 listing every problem with its line and column, and "
     "nothing is applied. `dry_run=true` shows what the file would do and writes nothing.",
     openapi_extra={
-        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+        "requestBody": {
+            "required": True,
+            "description": "A CSV file: `;` or `,`, UTF-8 (with or without BOM) or Windows-1252.",
+            "content": {
+                "text/csv": {"schema": {"type": "string", "format": "binary", "maxLength": 2097152}}
+            },
+        }
     },
     responses=problem_responses(
         *AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable

@@ -149,6 +149,7 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
         school.current_school_year = parsed.snapshot.school.school_year
         run.counts = result.counts
         run.warnings = [*parsed.warnings, *result.warnings]
+        run.kept = [k.as_json() for k in parsed.kept]
         run.report = run_report
         run.status = RunStatus.APPLIED.value
         run.finished_at = utcnow()

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.esis.errors import FormatError, UnsupportedFormat, invalid
+from app.esis.leniency import ENTITIES, KeptRecord, set_aside_dependents
 from app.esis.schemas import EsisSnapshot
 
 JSON_TYPES = frozenset({"application/json"})
@@ -22,6 +23,8 @@ LISTS = ("groups", "students", "guardians", "staff")
 class Parsed:
     snapshot: EsisSnapshot
     warnings: list[str] = field(default_factory=list)
+    # Records set aside for a value that cannot be used (leniency.py): left as they are.
+    kept: list[KeptRecord] = field(default_factory=list)
 
 
 def media_type(content_type: str | None) -> str:
@@ -31,23 +34,33 @@ def media_type(content_type: str | None) -> str:
 def parse_snapshot(body: bytes, content_type: str | None) -> Parsed:
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        return Parsed(parse_json(body))
+        snapshot, kept = read_json(body)
+        return Parsed(snapshot, [k.warning() for k in kept], kept)
     if kind == UWLR_TYPE:
         from app.esis.uwlr import parse_answer, requested_school
 
         answer = parse_answer(body, requested=requested_school(content_type))
-        return Parsed(answer.snapshot, list(answer.warnings))
+        return Parsed(answer.snapshot, list(answer.warnings), list(answer.kept))
     if kind in XML_TYPES:
         from app.esis.edexml import read_edexml
 
         read = read_edexml(body)
-        return Parsed(read.snapshot, list(read.warnings))
+        return Parsed(read.snapshot, list(read.warnings), list(read.kept))
     raise UnsupportedFormat(
         f"send a snapshot as application/json or EDEXml as application/xml, not {kind or 'nothing'}"
     )
 
 
 def parse_json(body: bytes) -> EsisSnapshot:
+    return read_json(body)[0]
+
+
+def read_json(body: bytes) -> tuple[EsisSnapshot, list[KeptRecord]]:
+    """A JSON snapshot, and the records set aside for a value that cannot be used.
+
+    Validated whole first (the common, clean case costs one pass). When only records fail,
+    those are set aside and the rest validated again; any other error (not an object, a
+    wrong top-level shape, the school, a record without a usable key) refuses it all."""
     try:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -58,13 +71,56 @@ def parse_json(body: bytes) -> EsisSnapshot:
         )
         raise FormatError(f"the body is not JSON{where}") from None
     try:
-        return EsisSnapshot.model_validate(raw)
+        return set_aside_dependents(EsisSnapshot.model_validate(raw), [])
     except ValidationError as exc:
-        errors = [
+        failed = exc.errors(include_url=False, include_input=False)
+    bad = _bad_records(raw, failed)
+    if bad is None:
+        raise _refused(raw, failed) from None
+    cleaned = {
+        **raw,
+        **{
+            name: [item for i, item in enumerate(raw[name]) if (name, i) not in bad]
+            for name in {name for name, _ in bad}
+        },
+    }
+    try:
+        snapshot = EsisSnapshot.model_validate(cleaned)
+    except ValidationError as exc:  # e.g. `carries` that no longer fits
+        raise _refused(raw, exc.errors(include_url=False, include_input=False)) from None
+    kept = [
+        KeptRecord(ENTITIES[name], key, field, message)
+        for (name, _), (key, problems) in bad.items()
+        for field, message in problems
+    ]
+    return set_aside_dependents(snapshot, kept)
+
+
+def _refused(raw: Any, errors: list[Any]) -> FormatError:
+    return invalid(
+        [
             {"field": _field(err["loc"], raw), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors()
+            for err in errors
         ]
-        raise invalid(errors) from None
+    )
+
+
+def _bad_records(
+    raw: dict[str, Any], errors: list[Any]
+) -> dict[tuple[str, int], tuple[str, list[tuple[str, str]]]] | None:
+    """(list, index) -> (key, [(field, reason)]) when every error lies inside a record that
+    has a usable key; None when any does not (the snapshot is refused then)."""
+    bad: dict[tuple[str, int], tuple[str, list[tuple[str, str]]]] = {}
+    for err in errors:
+        loc = err["loc"]
+        if len(loc) < 3 or loc[0] not in ENTITIES or not isinstance(loc[1], int):
+            return None
+        key = _key_at(raw, str(loc[0]), loc[1])
+        if key is None or not key.strip():
+            return None  # without its key a record cannot be left as it is: refused
+        field = ".".join(str(part) for part in loc[2:])
+        bad.setdefault((loc[0], loc[1]), (key.strip(), []))[1].append((field, err["msg"]))
+    return bad
 
 
 def _field(loc: tuple[Any, ...], raw: Any) -> str:

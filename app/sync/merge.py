@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.esis.leniency import keep_map
 from app.esis.parsing import Parsed
 from app.events.service import emit
 from app.schools.models import School, UpdatePolicy
@@ -36,6 +37,7 @@ def merge_into(
         activation=activation,
         run_id=run_id,
         now=now,
+        keep=keep_map(parsed.kept),  # records with an unusable value: left as they are
     )
     repository.write_plan(session=session, school_id=school.id, plan=plan)
     emit(

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, computed_field
 
 from app.sync.models import RunKind, RunStatus
 
@@ -135,6 +135,13 @@ class RunError(BaseModel):
     )
 
 
+class KeptRecordPublic(BaseModel):
+    entity: EntityName
+    key: Key
+    field: str = Field(max_length=200, description="The field (or element) that was unusable.")
+    reason: str = Field(max_length=500)
+
+
 class SyncRunPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -158,10 +165,25 @@ class SyncRunPublic(BaseModel):
     )
     warnings: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=100_000)
     error: RunError | None = Field(description="The problem that failed the run.")
+    kept: list[KeptRecordPublic] = Field(
+        default_factory=list,
+        max_length=1_000_000,
+        description="Records the snapshot held with a value that cannot be used (an "
+        "impossible date, a key longer than allowed, a year level out of range), and the "
+        "records that depend on them: left exactly as they are (not updated, not added, not "
+        "marked missing). See docs/merge.md.",
+    )
     report: ActivationReport | ImportReport | YearTransitionRunReport | None = Field(
         description="An activation's matching (R2), an EDEXml import's absent records, or the "
         "year transition a run started; null for a plain merge."
     )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="`applied` with records left as they are (`kept`): look at them."
+    )
+    @property
+    def applied_with_warnings(self) -> bool:
+        return self.status == RunStatus.APPLIED and bool(self.kept)
 
 
 class SyncRunList(BaseModel):

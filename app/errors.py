@@ -59,6 +59,12 @@ class FieldError(BaseModel):
     type: str | None = Field(
         default=None, max_length=100, description="A machine-readable kind, when known."
     )
+    line: int | None = Field(
+        default=None, ge=1, description="In a file (a contact CSV): the line, from 1."
+    )
+    column: int | None = Field(
+        default=None, ge=1, description="In a file (a contact CSV): the column, from 1."
+    )
 
 
 class ReadinessGap(BaseModel):

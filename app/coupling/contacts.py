@@ -145,6 +145,8 @@ def _snapshot_candidates(session: Session, school_id: uuid.UUID) -> tuple[list[C
 
 
 def _refused(problems: list[dict[str, Any]]) -> Unprocessable:
+    # `field` as every problem has it (Problem.errors); `line` and `column` for a file.
+    problems = [{"field": _where(p), **p} for p in problems]
     first = problems[0]
     where = f"line {first['line']}" if first.get("line") else "the file"
     return Unprocessable(
@@ -152,6 +154,13 @@ def _refused(problems: list[dict[str, Any]]) -> Unprocessable:
         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
         errors=problems,
     )
+
+
+def _where(problem: dict[str, Any]) -> str:
+    if not problem.get("line"):
+        return "body"
+    column = f", column {problem['column']}" if problem.get("column") else ""
+    return f"line {problem['line']}{column}"
 
 
 def import_contacts(

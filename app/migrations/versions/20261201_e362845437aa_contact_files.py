@@ -2,7 +2,7 @@
 activation, R2); the records a run left as they are for an unusable value (`sync_run.kept`)
 
 Revision ID: e362845437aa
-Revises: 344e54265e3d
+Revises: c3a9d0e1f2b4
 Create Date: 2026-12-01 09:16:14.382173
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.db
 
 revision: str = "e362845437aa"
-down_revision: str | None = "344e54265e3d"
+down_revision: str | None = "c3a9d0e1f2b4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

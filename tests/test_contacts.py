@@ -47,12 +47,13 @@ def _no_guardians(snap: Snapshot) -> Snapshot:
 def upload(
     client: TestClient, school: SchoolKeys, body: bytes, *, dry_run: bool = False
 ) -> Response:
-    return client.post(
+    response: Response = client.post(
         f"/api/v1/schools/{school.key}/imports/contacts",
         params={"dry_run": "true"} if dry_run else {},
         content=body,
         headers={**auth(school.admin), "content-type": "text/csv"},
     )
+    return response
 
 
 def _readiness(client: TestClient, school: SchoolKeys) -> dict[str, Any]:

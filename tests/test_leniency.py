@@ -115,7 +115,7 @@ def test_r4_an_edexml_push_with_one_bad_record_applies_the_rest_and_lists_it(
         headers={**auth(school.esis), "content-type": "application/xml"},
     )
     run = _applied_with_warnings(response)
-    assert [(k["entity"], k["key"], k["field"]) for k in run["kept"]][0] == (
+    assert next((k["entity"], k["key"], k["field"]) for k in run["kept"]) == (
         "student",
         "S0002",
         "geboortedatum",

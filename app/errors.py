@@ -35,6 +35,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "payload-too-large": "413: the body is larger than the configured limit",
     "unsupported-media-type": "415: a body type this operation does not read",
     "too-many-requests": "429: too many snapshots this minute; see `retry_after`",
+    "stale-snapshot": "409: the snapshot was generated before the one last applied; it is "
+    "not applied, so a school is never rolled back",
     "feed-compacted": "410: the change feed no longer reaches this cursor (events were "
     "compacted); read the roster lists again and resume where the problem says",
     "internal": "500: a server error, logged with the request id; no details here",
@@ -58,6 +60,12 @@ class FieldError(BaseModel):
     message: str = Field(max_length=2000, examples=["duplicate key 'G5A'"])
     type: str | None = Field(
         default=None, max_length=100, description="A machine-readable kind, when known."
+    )
+    line: int | None = Field(
+        default=None, ge=1, description="In a file (a contact CSV): the line, from 1."
+    )
+    column: int | None = Field(
+        default=None, ge=1, description="In a file (a contact CSV): the column, from 1."
     )
 
 

@@ -2,7 +2,7 @@
 
 from app.auth.models import ApiKey
 from app.coupling.health_models import ConnectionHealth
-from app.coupling.models import EsisConnection, SigningSecret
+from app.coupling.models import ContactFile, EsisConnection, SigningSecret
 from app.db import metadata
 from app.events.models import Event
 from app.roster.models import (
@@ -26,6 +26,7 @@ __all__ = [
     "ClassArrangement",
     "ClassPlacement",
     "ConnectionHealth",
+    "ContactFile",
     "DriftItem",
     "EsisConnection",
     "Event",

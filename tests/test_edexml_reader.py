@@ -29,6 +29,12 @@ SCHOOL = """<school>
 </school>"""
 
 
+def set_aside(body: bytes) -> list[tuple[str, str, str, str]]:
+    """The records the reader set aside (leniency per record): entity, key, element, reason."""
+    read = read_edexml(body, today=TODAY)
+    return [(k.entity, k.key, k.field, k.reason) for k in read.kept]
+
+
 def read(path: Path, today: dt.date = TODAY) -> EdexmlRead:
     return read_edexml(path.read_bytes(), today=today)
 
@@ -343,10 +349,10 @@ def test_whitespace_only_date_or_code_is_refused_by_the_schema() -> None:
         school=SCHOOL.replace("</brincode>", "</brincode><dependancecode> </dependancecode>"),
     )
     fields = [e["field"] for e in refused(body).extra["errors"]]
-    assert fields == [
-        f"line {line_of(body, '<dependancecode>')}, school",
-        f"line {line_of(body, '<geboortedatum>')}, leerling key=1",
-    ]
+    # The school refuses the document; the student alone would only be set aside.
+    assert fields == [f"line {line_of(body, '<dependancecode>')}, school"]
+    alone = edex(student("1", "<geboortedatum> </geboortedatum>"))
+    assert set_aside(alone) == [("student", "1", "geboortedatum", "' ' is not a date")]
 
 
 def test_aanmaakdatum_with_a_zone_keeps_that_zone() -> None:
@@ -370,23 +376,16 @@ def test_non_numeric_jaargroep_code_has_no_year_level() -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 
-def test_bad_birth_date_names_line_key_and_element() -> None:
+def test_bad_birth_date_sets_the_record_aside_naming_key_and_element() -> None:
     body = edex(
         student("00001")
         + "\n"
         + student("00007", "<roepnaam>Kim</roepnaam>\n<geboortedatum>2014-13-01</geboortedatum>")
     )
-    error = refused(body)
-    line = line_of(body, "2014-13-01")
-    message = f"line {line}, leerling key=00007: geboortedatum '2014-13-01' is not a date"
-    assert error.detail == message
-    assert error.extra["errors"] == [
-        {
-            "field": f"line {line}, leerling key=00007",
-            "message": "geboortedatum '2014-13-01' is not a date",
-        }
-    ]
-    assert "Kim" not in error.detail
+    read = read_edexml(body, today=TODAY)
+    assert [s.key for s in read.snapshot.students] == ["00001"]  # the rest is read
+    assert set_aside(body) == [("student", "00007", "geboortedatum", "'2014-13-01' is not a date")]
+    assert not any("Kim" in w for w in read.warnings)
 
 
 @pytest.mark.parametrize(
@@ -398,38 +397,43 @@ def test_bad_birth_date_names_line_key_and_element() -> None:
         ("<jaargroep>120</jaargroep>", "jaargroep '120' is not a jaargroep code"),
     ],
 )
-def test_bad_student_codes_are_refused_with_the_code(element: str, message: str) -> None:
-    body = edex(student("5", element))
-    error = refused(body)
-    assert error.detail == f"line {line_of(body, element)}, leerling key=5: {message}"
+def test_bad_student_codes_set_the_record_aside_with_the_code(element: str, message: str) -> None:
+    tag, reason = message.split(" ", 1)
+    assert set_aside(edex(student("5", element))) == [("student", "5", tag, reason)]
 
 
-def test_bad_relation_is_refused_at_the_guardian() -> None:
+def test_bad_relation_sets_the_student_and_its_guardian_aside() -> None:
     body = edex(student("5", "", guardian("V1", "oom", "Bos")))
-    error = refused(body)
-    assert error.detail.startswith(f"line {line_of(body, '<verzorger')}, verzorger key=V1: relatie")
-    assert "'oom' is not one of vader, moeder, verzorger, voogd, overig" in error.detail
+    assert set_aside(body) == [
+        ("student", "5", "relatie", "'oom' is not one of vader, moeder, verzorger, voogd, overig"),
+        ("guardian", "V1", "leerling", "its student 5 is set aside"),
+    ]
 
 
-def test_invalid_email_is_refused_without_quoting_it() -> None:
+def test_invalid_email_sets_the_record_aside_without_quoting_it() -> None:
     body = edex(student("5", "<emailadres>kim.at.example.nl</emailadres>"))
-    error = refused(body)
-    line = line_of(body, "<emailadres>")
-    assert error.detail.startswith(f"line {line}, leerling key=5: emailadres: String should match")
-    assert "kim.at.example.nl" not in str(error.extra)
+    read = read_edexml(body, today=TODAY)
+    [(entity, key, tag, reason)] = set_aside(body)
+    assert (entity, key, tag) == ("student", "5", "emailadres")
+    assert reason.startswith("String should match")
+    assert "kim.at.example.nl" not in str(read.kept) + str(read.warnings)
 
 
-def test_guardian_without_achternaam_is_refused_at_its_first_occurrence() -> None:
-    """The guardian block's schema requires achternaam (esis-protocol.md)."""
+def test_guardian_without_achternaam_sets_its_student_aside() -> None:
+    """The guardian block's schema requires achternaam (esis-protocol.md); the schema judges
+    the student's record as a whole, so the student is set aside with its guardians."""
     nameless = '<verzorger key="V1"><relatie>moeder</relatie><roepnaam></roepnaam></verzorger>'
-    body = edex(student("1", "", nameless))
-    error = refused(body)
-    line = line_of(body, '<verzorger key="V1">')
-    assert error.detail == (
-        f"line {line}, verzorger key=V1: roepnaam is not expected here (expected: achternaam)"
+    assert set_aside(edex(student("1", "", nameless)))[0] == (
+        "student",
+        "1",
+        "roepnaam",
+        "is not expected here (expected: achternaam)",
     )
     bare = edex(student("1", "", '<verzorger key="V1"><relatie>moeder</relatie></verzorger>'))
-    assert refused(bare).detail == f"line {line}, verzorger key=V1: achternaam is missing"
+    assert set_aside(bare) == [
+        ("student", "1", "achternaam", "is missing"),
+        ("guardian", "V1", "leerling", "its student 1 is set aside"),
+    ]
 
 
 def test_duplicate_student_key_is_refused_with_both_lines() -> None:
@@ -439,15 +443,16 @@ def test_duplicate_student_key_is_refused_with_both_lines() -> None:
     assert error.detail == f"line {second}, leerling key=1: duplicate key (first at line {first})"
 
 
-def test_every_bad_record_is_reported_at_once() -> None:
+def test_every_bad_record_is_set_aside_and_listed() -> None:
     body = edex(
         student("1", "<geslacht>7</geslacht>")
         + "\n"
         + student("2", "<geboortedatum>x</geboortedatum>")
     )
-    error = refused(body)
-    fields = [e["field"] for e in error.extra["errors"]]
-    assert [f.split(", ", 1)[1] for f in fields] == ["leerling key=1", "leerling key=2"]
+    assert [(k[0], k[1], k[2]) for k in set_aside(body)] == [
+        ("student", "1", "geslacht"),
+        ("student", "2", "geboortedatum"),
+    ]
 
 
 def test_invalid_school_year_is_refused_at_schooljaar() -> None:

@@ -122,6 +122,7 @@ OPERATION_IDS = {
     "get_webhook",
     "get_year_transition",
     "import_edexml",
+    "import_contacts",
     "list_api_keys",
     "list_class_arrangements",
     "list_drift",

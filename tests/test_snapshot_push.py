@@ -43,8 +43,8 @@ def _mutate(kind: str) -> Snapshot:
         find(snap, "guardians", "V0001")["students"].append({"student": "S9999"})
     elif kind == "composite_as_main_group":
         find(snap, "students", "S0003")["group"] = "LEES1"
-    elif kind == "bad_birth_date":
-        find(snap, "students", "S0002")["birth_date"] = "2017-13-01"
+    elif kind == "student_without_key":  # a bad value sets a record aside; no key refuses
+        del find(snap, "students", "S0002")["key"]
     return snap
 
 
@@ -58,7 +58,7 @@ def _mutate(kind: str) -> Snapshot:
         ("school_year_not_consecutive", "consecutive years"),
         ("unknown_student_of_guardian", "unknown student key 'S9999'"),
         ("composite_as_main_group", "main group 'LEES1' is a composite group"),
-        ("bad_birth_date", "students[1] (key S0002).birth_date"),
+        ("student_without_key", "students[1].key"),
     ],
 )
 def test_invalid_snapshot_is_a_422_naming_the_key(

@@ -1,17 +1,20 @@
-"""R1 readiness and R2 activation, both read from the latest valid snapshot."""
+"""R1 readiness and R2 activation, both read from the latest valid snapshot, and, for a school
+whose ESIS sends no guardians, from the guardian contact file kept for it (contacts.py)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.coupling import contacts
 from app.coupling.receive import record_failure
 from app.db import utcnow, write_transaction
 from app.errors import Conflict
 from app.esis.parsing import Parsed, parse_snapshot
-from app.esis.schemas import EsisSnapshot
+from app.esis.schemas import EsisSnapshot, Kind
 from app.events.service import Change, emit
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
@@ -45,9 +48,15 @@ def _display(given: str | None, initials: str | None, prefix: str | None, last: 
     return " ".join(part for part in (given or initials, prefix, last) if part)
 
 
-def readiness_of(snapshot: EsisSnapshot) -> tuple[list[Gap], list[Gap]]:
-    """R1: every student has a guardian, and every guardian an e-mail address."""
+def readiness_of(
+    snapshot: EsisSnapshot, contact_rows: list[dict[str, Any]] | None = None
+) -> tuple[list[Gap], list[Gap]]:
+    """R1: every student has a guardian, and every guardian an e-mail address. Guardians of a
+    contact file count only when the snapshot carries none (ESIS leads for what it sends)."""
     with_guardian = {link.student for g in snapshot.guardians for link in g.students}
+    rows = contact_rows if Kind.GUARDIANS not in snapshot.scope else None
+    for row in rows or []:
+        with_guardian.add(row["student_key"])
     students = [
         Gap(s.key, _display(s.given_name, s.initials, s.name_prefix, s.last_name))
         for s in snapshot.students
@@ -58,6 +67,14 @@ def readiness_of(snapshot: EsisSnapshot) -> tuple[list[Gap], list[Gap]]:
         for g in snapshot.guardians
         if not g.email
     ]
+    guardians.extend(
+        Gap(
+            f"line {row['line']}",
+            _display(row["given_name"], row["initials"], row["name_prefix"], row["last_name"]),
+        )
+        for row in rows or []
+        if not row["email"]
+    )
     return students, guardians
 
 
@@ -72,7 +89,7 @@ def readiness(*, session: Session, school_id: uuid.UUID) -> Readiness:
     row, parsed = _latest_parsed(session, school_id)
     if parsed is None:
         return Readiness(None, [], [])
-    students, guardians = readiness_of(parsed.snapshot)
+    students, guardians = readiness_of(parsed.snapshot, contacts.stored_rows(session, school_id))
     return Readiness(row, students, guardians)
 
 
@@ -89,7 +106,8 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
         row, parsed = _latest_parsed(session, school_id)
         if row is None or parsed is None:
             raise Conflict("no valid ESIS snapshot has been received yet: push or pull one first")
-        students, guardians = readiness_of(parsed.snapshot)
+        kept = contacts.stored_rows(session, school_id)
+        students, guardians = readiness_of(parsed.snapshot, kept)
         if students or guardians:
             raise Conflict(
                 f"not ready (R1): {len(students)} students without a guardian, "
@@ -122,11 +140,17 @@ def activate(*, sessions: sessionmaker[Session], school_id: uuid.UUID, actor: st
             )
             record_failure(sessions=sessions, run=failed, exc=exc)
             raise
+        run_report: dict[str, Any] | None = dict(result.report) if result.report else None
+        if run_report is not None and kept and Kind.GUARDIANS not in parsed.snapshot.scope:
+            run_report["contacts"] = contacts.match_at_activation(
+                session, school_id, actor=actor, run_id=run.id
+            )
         _switch(session, school, CouplingState.ACTIVE, actor)
         school.current_school_year = parsed.snapshot.school.school_year
         run.counts = result.counts
         run.warnings = [*parsed.warnings, *result.warnings]
-        run.report = result.report
+        run.kept = [k.as_json() for k in parsed.kept]
+        run.report = run_report
         run.status = RunStatus.APPLIED.value
         run.finished_at = utcnow()
     return run

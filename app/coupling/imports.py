@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +17,8 @@ from app.coupling import repository as coupling
 from app.coupling.receive import record_failure
 from app.db import utcnow, write_transaction
 from app.errors import Conflict
-from app.esis.edexml import read_edexml
+from app.esis.edexml import EdexmlRead, read_edexml
+from app.esis.leniency import keep_map
 from app.esis.validation import check_snapshot
 from app.events.service import Change, emit
 from app.provenance import Source
@@ -60,9 +60,7 @@ def import_edexml(
         session.add(run)
         session.flush()
         try:
-            _apply(
-                session, school_id, run, read.snapshot, list(read.warnings), remove_missing, actor
-            )
+            _apply(session, school_id, run, read, remove_missing, actor)
         except Exception as exc:
             session.rollback()  # frees the write lock for the failure's own transaction
             failed = SyncRun(
@@ -100,8 +98,7 @@ def _apply(
     session: Session,
     school_id: uuid.UUID,
     run: SyncRun,
-    snapshot: Any,
-    warnings: list[str],
+    read: EdexmlRead,
     remove_missing: bool,
     actor: str,
 ) -> None:
@@ -109,12 +106,13 @@ def _apply(
     state = repository.load_state(session=session, school_id=school_id)
     plan = plan_merge(
         state=state,
-        snapshot=snapshot,
+        snapshot=read.snapshot,
         policy=UpdatePolicy.APPLY_UNEDITED,
         activation=False,
         run_id=run.id,
         now=now,
         source=Source.EDEXML,
+        keep=keep_map(read.kept),
     )
     repository.write_plan(session=session, school_id=school_id, plan=plan)
     removed = 0
@@ -147,7 +145,8 @@ def _apply(
         sync_run_id=run.id,
     )
     run.counts = plan.counts_json()
-    run.warnings = [*warnings, *plan.warnings]
+    run.warnings = [*read.warnings, *plan.warnings]
+    run.kept = [k.as_json() for k in read.kept]
     run.report = {
         "absent": [
             {"entity": a["entity"], "id": str(a["id"]), "key": a["key"]} for a in plan.absent

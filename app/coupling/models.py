@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field
 
 from app.db import UTCDateTime, utcnow
@@ -46,3 +47,17 @@ class EsisConnection(SchoolScoped, table=True):
     # worker that dies only delays the pull until its lease runs out.
     last_pulled_on: dt.date | None = Field(default=None)
     claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ContactFile(SchoolScoped, table=True):
+    """The latest guardian contact file uploaded before activation, its rows resolved to
+    student keys: it feeds readiness (R1) and is matched at activation (R2). Only for
+    schools whose ESIS sends no guardians; after activation a file is applied at once."""
+
+    __tablename__ = "contact_file"
+    __table_args__ = (UniqueConstraint("school_id"),)
+
+    # [{"line", "student_key", "relation", "last_name", ..., "email", "phone"}]
+    rows: list[Any] = Field(default_factory=list, sa_type=JSON)
+    uploaded_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    uploaded_by: str = Field(max_length=64)

@@ -237,7 +237,8 @@ def pull(
         actor=actor,
         today=today,
         limits=options.limits,
-        parsed=Parsed(answer.read.snapshot, list(answer.read.warnings)),  # read once, not twice
+        # Read once, not twice.
+        parsed=Parsed(answer.read.snapshot, list(answer.read.warnings), list(answer.read.kept)),
     )
     health.note_pull(sessions=sessions, settings=settings, run=received.run)
     return received.run

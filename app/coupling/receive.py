@@ -267,6 +267,7 @@ def _apply(
                 ],
             )
         warnings = list(parsed.warnings)
+        run.kept = [k.as_json() for k in parsed.kept]
         snapshot_row = session.get_one(Snapshot, (school_id, run.snapshot_id))
         snapshot_row.school_year = year
         snapshot_row.generated_at = snapshot.school.generated_at

@@ -11,7 +11,16 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from app.config import Settings
-from app.coupling import activation, export, health, imports, pulls, signing
+from app.coupling import (
+    activation,
+    contacts,
+    contacts_csv,
+    export,
+    health,
+    imports,
+    pulls,
+    signing,
+)
 from app.coupling.models import EsisConnection
 from app.coupling.receive import PushLimits, receive_snapshot
 from app.coupling.schemas import (
@@ -23,6 +32,7 @@ from app.coupling.schemas import (
     CertificateInfo,
     ConnectionPublic,
     ConnectionPut,
+    ContactImportPublic,
 )
 from app.coupling.signing import SignatureRefused
 from app.errors import (
@@ -428,3 +438,50 @@ def export_edexml(ctx: WriteSchool, session: SessionDep) -> Response:
         media_type="application/xml",
         headers={"Content-Disposition": f'attachment; filename="{ctx.school.key}-edexml.xml"'},
     )
+
+
+@edexml_router.post(
+    "/imports/contacts",
+    summary="Import a guardian contact file (CSV)",
+    description="A CSV of guardians per student as a school exports it from a spreadsheet "
+    "(docs/integrator.md lists the columns). Only for schools whose ESIS sends no guardians "
+    "(otherwise 409: ESIS leads for guardians). Before activation the file is kept: its "
+    "guardians count for readiness (R1) and are matched at activation (R2). After activation "
+    "it adds or corrects guardians at once, as edits by the uploading admin (source "
+    "`contacts`). A bad file is a 422 listing every problem with its line and column, and "
+    "nothing is applied. `dry_run=true` shows what the file would do and writes nothing.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "A CSV file: `;` or `,`, UTF-8 (with or without BOM) or Windows-1252.",
+            "content": {
+                "text/csv": {"schema": {"type": "string", "format": "binary", "maxLength": 2097152}}
+            },
+        }
+    },
+    responses=problem_responses(
+        *AUTH, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+)
+async def import_contacts(
+    request: Request,
+    ctx: WriteSchool,
+    dry_run: Annotated[bool, Query(description="Show what it would do; write nothing.")] = False,
+) -> ContactImportPublic:
+    if media_type(request.headers.get("content-type")) not in ("text/csv", "application/csv"):
+        raise UnsupportedMediaType("send the contact file as text/csv")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > contacts_csv.MAX_BYTES:
+            limit = contacts_csv.MAX_BYTES
+            raise PayloadTooLarge(f"a contact file may hold at most {limit} bytes")
+    result = await run_in_threadpool(
+        contacts.import_contacts,
+        sessions=request.app.state.sessionmaker,
+        school_id=ctx.school.id,
+        body=bytes(body),
+        dry_run=dry_run,
+        actor=ctx.principal.actor,
+    )
+    return ContactImportPublic.model_validate(result)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from app.coupling.health_schemas import HealthPublic
+from app.sync.schemas import ContactReport
 
 Url = Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)]
 
@@ -162,3 +163,20 @@ EDEXML_BODY = {
     "description": "An EDEXml 2.0 or 2.1 file, optionally with the guardian block.",
     "content": {"application/xml": {"schema": XML_BINARY}},
 }
+
+
+class ContactImportPublic(BaseModel):
+    """What a guardian contact file did (or, with `dry_run`, would do)."""
+
+    dry_run: bool
+    rows: int = Field(description="Rows read, each a guardian of one student.")
+    applied: bool = Field(
+        description="`true` after activation (guardians added or corrected at once); `false` "
+        "before it: the file is kept for readiness (R1) and matched at activation (R2)."
+    )
+    stored_for_activation: bool = False
+    students: int | None = Field(default=None, description="Before activation: students named.")
+    guardians: int | None = Field(default=None, description="Before activation: guardians.")
+    report: ContactReport | None = Field(
+        default=None, description="After activation: what the file added and corrected."
+    )

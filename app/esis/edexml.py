@@ -25,6 +25,7 @@ from lxml import etree
 from pydantic import BaseModel, ValidationError
 
 from app.esis.edexml_validate import Problem, unprocessable, validate_edexml
+from app.esis.leniency import KeptRecord, set_aside_dependents
 from app.esis.schemas import (
     ALL_KINDS,
     EsisSnapshot,
@@ -47,6 +48,13 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 GUARDIAN_BLOCK = "VerzorgersGegevensType"
 GROUP_TAGS = ("groep", "samengestelde_groep")
+# The records a bad value sets aside instead of refusing the document (leniency.py).
+KEPT_ENTITY = {
+    "groep": "group",
+    "samengestelde_groep": "group",
+    "leerling": "student",
+    "leerkracht": "staff",
+}
 # The kind of records an element is: what a document carries follows from what it holds.
 RECORD_KIND = {
     "groep": Kind.GROUPS,
@@ -96,14 +104,17 @@ M = TypeVar("M", bound=BaseModel)
 class EdexmlRead:
     snapshot: EsisSnapshot
     warnings: list[str]
+    # Records with a value that cannot be used: left as they are by the merge (leniency.py).
+    kept: list[KeptRecord] = field(default_factory=list)
 
 
 class _Invalid(Exception):
-    """One problem in the document, with the line it is on."""
+    """One problem in the document, with the line it is on (and the element, when one)."""
 
-    def __init__(self, line: int | None, where: str, message: str) -> None:
+    def __init__(self, line: int | None, where: str, message: str, tag: str = "") -> None:
         super().__init__(message)
         self.problem = Problem(line, where, message)
+        self.tags = [(tag, message.removeprefix(f"{tag} ") if tag else message)]
 
 
 def _line(el: etree._Element) -> int | None:
@@ -195,7 +206,7 @@ class _Node:
         try:
             return (convert(text) if convert is not None else text), _line(child)
         except ValueError as exc:
-            raise _Invalid(_line(child), self.where, f"{tag} {exc}") from None
+            raise _Invalid(_line(child), self.where, f"{tag} {exc}", tag) from None
 
     def build(self, model: type[M], compact: _Compactor | None = None) -> M:
         try:
@@ -209,11 +220,13 @@ class _ValidationProblems(Exception):
     def __init__(self, node: _Node, exc: ValidationError) -> None:
         super().__init__("invalid values")
         self.problems: list[Problem] = []
+        self.tags: list[tuple[str, str]] = []
         # include_input=False: the offending value may be a name or an e-mail address.
         for err in exc.errors(include_url=False, include_input=False):
             name = str(err["loc"][0]) if err["loc"] else ""
             tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), node.line))
             self.problems.append(_Invalid(line, node.where, f"{tag}: {err['msg']}").problem)
+            self.tags.append((tag, err["msg"]))
 
 
 def _date(text: str) -> dt.date:
@@ -260,6 +273,15 @@ def _relation(text: str) -> Relation:
     if text.lower() not in RELATIONS:
         raise ValueError(f"'{text[:32]}' is not one of {', '.join(RELATIONS)}")
     return RELATIONS[text.lower()]
+
+
+def _tag_of(message: str) -> tuple[str, str]:
+    """(element, reason) of a schema problem: "geboortedatum '2019-02-30' is not a date"."""
+    head, _, rest = message.partition(" ")
+    head = head.rstrip(":")
+    return (
+        (head, rest) if rest and head.replace("_", "").replace("-", "").isalnum() else ("", message)
+    )
 
 
 def _key(el: etree._Element, where: str) -> str:
@@ -320,6 +342,7 @@ class _Reader:
         # Record kinds the document holds; guardians once any guardian block is seen (even
         # one without verzorgers): a document without any carries no guardians at all.
         self.present: set[str] = set()
+        self.kept: list[KeptRecord] = []
 
     # EdexmlVisitor
 
@@ -340,11 +363,38 @@ class _Reader:
                 self.student(element)
             elif kind == "leerkracht":
                 self.staff_member(element)
-        except _Invalid as exc:
-            return [exc.problem]
-        except _ValidationProblems as exc:
-            return exc.problems
+        except (_Invalid, _ValidationProblems) as exc:
+            problems = [exc.problem] if isinstance(exc, _Invalid) else exc.problems
+            entity = KEPT_ENTITY.get(kind)
+            key = (element.get("key") or "").strip()
+            if entity is None or not key:
+                return problems  # the school, or a record without a key: the whole refused
+            self.keep(entity, key, exc.tags)
+            if entity == "student":
+                self.keep_guardians_of(element, key)
         return []
+
+    def set_aside(self, kind: str, element: etree._Element, problems: list[Problem]) -> bool:
+        entity = KEPT_ENTITY.get(kind)
+        key = (element.get("key") or "").strip()
+        if entity is None or not key:
+            return False
+        self.present.add(RECORD_KIND[kind].value)
+        self.keep(entity, key, [_tag_of(p.message) for p in problems])
+        if entity == "student":
+            self.keep_guardians_of(element, key)
+        return True
+
+    def keep_guardians_of(self, element: etree._Element, key: str) -> None:
+        """A student set aside: its guardians are only known through it, so they stay too."""
+        for v in element.iterfind("toevoegingen/blok/verzorger"):
+            if v_key := (v.get("key") or "").strip():
+                self.kept.append(
+                    KeptRecord("guardian", v_key, "leerling", f"its student {key} is set aside")
+                )
+
+    def keep(self, entity: str, key: str, tags: list[tuple[str, str]]) -> None:
+        self.kept.extend(KeptRecord(entity, key, tag, reason) for tag, reason in tags)
 
     def end(self) -> list[Problem]:
         self.guardian_models = list(self.guardians.values())
@@ -468,7 +518,12 @@ class _Reader:
         for el in blok.iterfind("verzorger"):
             key = _key(el, f"verzorger in {student_where}")
             node = _Node(el, f"verzorger key={key}")
-            relation = node.value("relatie", _relation)
+            try:
+                relation = node.value("relatie", _relation)
+            except _Invalid as exc:
+                self.bad_guardians.add(key)
+                self.keep("guardian", key, exc.tags)
+                continue
             node.values["key"] = key
             self.names(node, initials="voorletters")
             node.put("phone", "telefoonnummer")
@@ -483,9 +538,10 @@ class _Reader:
                 node.values["students"] = [link]
                 try:
                     model = node.build(SnapshotGuardian, self.compact)
-                except _ValidationProblems:
+                except _ValidationProblems as exc:
                     self.bad_guardians.add(key)
-                    raise
+                    self.keep("guardian", key, exc.tags)  # the student is read still
+                    continue
                 self.guardians[model.key] = model  # the model's key: one string less
                 continue
             if any(known_link.student == student for known_link in known.students):
@@ -525,4 +581,9 @@ def read_edexml(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
     """
     reader = _Reader(today or dt.datetime.now(AMSTERDAM).date())
     warnings = validate_edexml(body, visitor=reader)
-    return EdexmlRead(snapshot=reader.snapshot(), warnings=warnings + reader.warnings.all())
+    snapshot, kept = set_aside_dependents(reader.snapshot(), reader.kept)
+    return EdexmlRead(
+        snapshot=snapshot,
+        warnings=warnings + reader.warnings.all() + [k.warning() for k in kept],
+        kept=kept,
+    )

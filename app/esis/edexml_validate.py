@@ -101,6 +101,11 @@ class EdexmlVisitor(Protocol):
         """Called once after the last record, if the document was read to its end."""
         ...
 
+    def set_aside(self, kind: str, element: etree._Element, problems: list[Problem]) -> bool:
+        """A record the schema refuses for its values: whether the visitor sets it aside
+        (leniency per record) instead of the document being refused."""
+        ...
+
 
 def validate_edexml(body: bytes, *, visitor: EdexmlVisitor | None = None) -> list[str]:
     """Validates `body`; returns warnings (skipped blocks), raises FormatError on errors.
@@ -317,7 +322,15 @@ class _Run:
         self.skip_blocks(el, where)
         schema = self.schema()
         problems = [] if schema.validate(el) else self.schema_problems(schema, el)
-        problems += self.identity(el, where, valid=not problems)
+        identity = self.identity(el, where, valid=not problems)
+        if (
+            problems
+            and not identity
+            and self.visitor is not None
+            and self.visitor.set_aside(str(el.tag), el, problems)
+        ):
+            return  # one record with an unusable value: set aside, the document read on
+        problems += identity
         if not problems and self.visitor is not None:
             problems = self.visitor.item(str(el.tag), el, where)
         self.add(problems)

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.esis.bounds import check_json_lists, check_json_values, check_xml_attributes
 from app.esis.errors import MAX_ERRORS, FormatError, UnsupportedFormat, invalid
+from app.esis.leniency import ENTITIES, KeptRecord, set_aside_dependents
 from app.esis.media import JSON, XML_TYPES, media_type
 from app.esis.schemas import (
     EsisSnapshot,
@@ -32,6 +33,8 @@ DEFAULT_MAX_RECORDS = 200_000
 # Records validated at once; a chunk with errors is validated again record by record, so that
 # no more than about MAX_ERRORS errors are ever built.
 CHUNK = 1_000
+# Records set aside for an unusable value, at most: a snapshot with more is refused whole.
+MAX_KEPT = 10_000
 _ITEMS: dict[str, TypeAdapter[Any]] = {
     "groups": TypeAdapter(list[SnapshotGroup]),
     "students": TypeAdapter(list[SnapshotStudent]),
@@ -46,6 +49,8 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 class Parsed:
     snapshot: EsisSnapshot
     warnings: list[str] = field(default_factory=list)
+    # Records set aside for a value that cannot be used (leniency.py): left as they are.
+    kept: list[KeptRecord] = field(default_factory=list)
 
 
 def parse_snapshot(
@@ -53,7 +58,8 @@ def parse_snapshot(
 ) -> Parsed:
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        return Parsed(parse_json(body, max_records=max_records))
+        snapshot, kept = read_json(body, max_records=max_records)
+        return Parsed(snapshot, [k.warning() for k in kept], kept)
     if kind == UWLR_TYPE:
         from app.esis.uwlr import parse_answer, requested_school
 
@@ -64,16 +70,24 @@ def parse_snapshot(
 
         check_xml_attributes(body)
         read = read_edexml(body)
-        return Parsed(read.snapshot, list(read.warnings))
+        return Parsed(read.snapshot, list(read.warnings), list(read.kept))
     raise UnsupportedFormat(
         f"send a snapshot as application/json or EDEXml as application/xml, not {kind or 'nothing'}"
     )
 
 
 def parse_json(body: bytes, *, max_records: int = DEFAULT_MAX_RECORDS) -> EsisSnapshot:
-    """The snapshot in a JSON body. What it costs is bounded before anything is built: the
-    number of values (bytes counted), the nesting (Python's recursion limit), the length of
-    every list (before validation), and the errors kept (validation stops after MAX_ERRORS)."""
+    return read_json(body, max_records=max_records)[0]
+
+
+def read_json(
+    body: bytes, *, max_records: int = DEFAULT_MAX_RECORDS
+) -> tuple[EsisSnapshot, list[KeptRecord]]:
+    """The snapshot in a JSON body, and the records set aside for a value that cannot be used
+    (leniency per record: they are left as they are, not refused with the rest). What it
+    costs is bounded before anything is built: the number of values (bytes counted), the
+    nesting (Python's recursion limit), the length of every list (before validation), and
+    the errors kept (validation stops after MAX_ERRORS)."""
     check_json_values(body, max_records)
     try:
         raw = _loads(body)
@@ -103,14 +117,14 @@ def _check_text(raw: Any) -> None:
         ) from None
 
 
-def _validate(raw: Any) -> EsisSnapshot:
+def _validate(raw: Any) -> tuple[EsisSnapshot, list[KeptRecord]]:
     """`EsisSnapshot.model_validate(raw)`, with at most about MAX_ERRORS errors built.
 
     The record lists are validated in chunks and the snapshot is then put together from the
     validated records (pydantic does not validate model instances again)."""
     if not isinstance(raw, dict) or not any(isinstance(raw.get(n), list) for n in LISTS):
         try:
-            return EsisSnapshot.model_validate(raw)
+            return set_aside_dependents(EsisSnapshot.model_validate(raw), [])
         except ValidationError as exc:
             raise _format_error(exc.errors(include_url=False)[:MAX_ERRORS], raw) from None
     found: list[Any] = []
@@ -120,16 +134,23 @@ def _validate(raw: Any) -> EsisSnapshot:
     except ValidationError as exc:
         found.extend(exc.errors(include_url=False)[:MAX_ERRORS])
     records: dict[str, list[Any]] = {}
+    kept: list[KeptRecord] = []
     for name in LISTS:
         items = raw.get(name)
         if isinstance(items, list):
-            records[name] = _validate_list(name, items, found)
+            records[name] = _validate_list(name, items, found, kept)
     if found:
         raise _format_error(found[:MAX_ERRORS], raw)
-    return EsisSnapshot.model_validate({**head, **records})
+    try:
+        snapshot = EsisSnapshot.model_validate({**head, **records})
+    except ValidationError as exc:  # e.g. `carries` that no longer fits
+        raise _format_error(exc.errors(include_url=False)[:MAX_ERRORS], raw) from None
+    return set_aside_dependents(snapshot, kept)
 
 
-def _validate_list(name: str, items: list[Any], found: list[Any]) -> list[Any]:
+def _validate_list(
+    name: str, items: list[Any], found: list[Any], kept: list[KeptRecord]
+) -> list[Any]:
     adapter = _ITEMS[name]
     out: list[Any] = []
     for start in range(0, len(items), CHUNK):
@@ -143,14 +164,36 @@ def _validate_list(name: str, items: list[Any], found: list[Any]) -> list[Any]:
             pass
         for offset, item in enumerate(chunk):  # one by one: each record's errors are few
             try:
-                adapter.validate_python([item])
+                out.extend(adapter.validate_python([item]))
             except ValidationError as exc:
-                for err in exc.errors(include_url=False):
+                errors = exc.errors(include_url=False)
+                key = _usable_key(item)
+                if (
+                    key is not None
+                    and len(kept) < MAX_KEPT
+                    and all(len(err["loc"]) > 1 for err in errors)  # inside the record
+                ):
+                    kept.extend(
+                        KeptRecord(
+                            ENTITIES[name], key, ".".join(map(str, err["loc"][1:])), err["msg"]
+                        )
+                        for err in errors
+                    )
+                    continue
+                for err in errors:
                     err["loc"] = (name, start + offset, *err["loc"][1:])
                     found.append(err)
                 if len(found) >= MAX_ERRORS:
                     break
     return out
+
+
+def _usable_key(item: Any) -> str | None:
+    """A record can be left as it is only when its key says which one it is."""
+    key = item.get("key") if isinstance(item, dict) else None
+    if isinstance(key, str | int) and str(key).strip():
+        return str(key).strip()
+    return None
 
 
 def _format_error(found: list[Any], raw: Any) -> FormatError:

@@ -377,7 +377,7 @@ def parse_answer(
             detail=f"the leerlinggegevens are not valid EDEXml: {exc.detail}",
             errors=errors if isinstance(errors, list) else None,
         ) from None
-    return EdexmlRead(snapshot=read.snapshot, warnings=[*notes, *read.warnings])
+    return EdexmlRead(snapshot=read.snapshot, warnings=[*notes, *read.warnings], kept=read.kept)
 
 
 # --- transport -----------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from app.db import utcnow
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import Conflict, NotFound
 from app.events.service import Change, emit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import encode_cursor, time_id_cursor
 from app.schools import repository as schools
 from app.sync.models import KeyChange, KeyChangeStatus
 from app.sync.plan import Plan, State
@@ -64,11 +64,7 @@ def list_proposals(
     if status is not None:
         query = query.where(KeyChange.status == status.value)
     if cursor is not None:
-        try:
-            at, last = decode_cursor(cursor)
-            after, last_id = dt.datetime.fromisoformat(at), uuid.UUID(last)
-        except (TypeError, ValueError):
-            raise Unprocessable("cursor: not a cursor this service issued") from None
+        after, last_id = time_id_cursor(cursor)
         query = query.where(
             or_(
                 col(KeyChange.proposed_at) > after,

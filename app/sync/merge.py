@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.esis.leniency import keep_map
 from app.esis.parsing import Parsed
 from app.events.service import emit
 from app.schools.models import School, UpdatePolicy
@@ -48,6 +49,7 @@ def merge_into(
         run_id=run_id,
         now=now,
         key_changes=True,
+        keep=keep_map(parsed.kept),  # records with an unusable value: left as they are
     )
     if guard is not None and not activation:
         held = check(plan=plan, state=state, scope=parsed.snapshot.scope, shares=guard)

@@ -92,6 +92,9 @@ class SyncRun(SchoolScoped, table=True):
     error: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     report: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     actor: str | None = Field(default=None, max_length=64)
+    # Records the snapshot held with a value that cannot be used, left as they are: each
+    # {entity, key, field, reason}. A run with any is "applied with warnings".
+    kept: list[Any] = Field(default_factory=list, sa_type=JSON)
 
 
 class DriftItem(SchoolScoped, table=True):

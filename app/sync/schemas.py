@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, computed_field
 
 from app.sync.models import KeyChangeStatus, RunKind, RunStatus
 
@@ -59,6 +59,41 @@ class UnmatchedRecord(BaseModel):
     esis_key: str | None = Field(max_length=64)
 
 
+class ContactGuardian(BaseModel):
+    id: uuid.UUID = Field(description="The guardian in the roster.")
+    line: int = Field(ge=1, description="The contact file's line that named it first.")
+    by: Literal["email", "name"] | None = Field(
+        default=None, description="Matched: by e-mail address, or by name among the student's."
+    )
+    previous_source: str | None = Field(default=None, max_length=16)
+    fields: list[str] = Field(default_factory=list, description="Corrected: the fields changed.")
+
+
+class ContactUnmatched(BaseModel):
+    line: int = Field(ge=1)
+    student_key: str = Field(max_length=256)
+    reason: str = Field(max_length=500)
+
+
+class ContactCounts(BaseModel):
+    matched: Count
+    created: Count
+    updated: Count
+    links_added: Count
+    unmatched: Count
+
+
+class ContactReport(BaseModel):
+    """What a guardian contact file did: guardians matched to the roster's (and corrected),
+    created (source `contacts`), and rows whose student is not in the roster."""
+
+    matched: list[ContactGuardian] = Field(max_length=1_000_000)
+    created: list[ContactGuardian] = Field(max_length=1_000_000)
+    updated: list[ContactGuardian] = Field(max_length=1_000_000)
+    unmatched: list[ContactUnmatched] = Field(max_length=1_000_000)
+    counts: ContactCounts
+
+
 class ActivationReport(BaseModel):
     """R2: how the records already here were paired with ESIS's."""
 
@@ -66,6 +101,11 @@ class ActivationReport(BaseModel):
     created: list[CreatedRecord] = Field(max_length=1_000_000)
     unmatched: list[UnmatchedRecord] = Field(
         max_length=1_000_000, description="Records here that ESIS does not list (kept)."
+    )
+    contacts: ContactReport | None = Field(
+        default=None,
+        description="For a school whose ESIS sends no guardians: the kept contact file's "
+        "guardians matched to the roster just loaded.",
     )
 
 
@@ -129,6 +169,13 @@ class RunError(BaseModel):
     )
 
 
+class KeptRecordPublic(BaseModel):
+    entity: EntityName
+    key: Key
+    field: str = Field(max_length=200, description="The field (or element) that was unusable.")
+    reason: str = Field(max_length=500)
+
+
 class SyncRunPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -154,6 +201,14 @@ class SyncRunPublic(BaseModel):
     )
     warnings: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=100_000)
     error: RunError | None = Field(description="The problem that failed the run.")
+    kept: list[KeptRecordPublic] = Field(
+        default_factory=list,
+        max_length=1_000_000,
+        description="Records the snapshot held with a value that cannot be used (an "
+        "impossible date, a key longer than allowed, a year level out of range), and the "
+        "records that depend on them: left exactly as they are (not updated, not added, not "
+        "marked missing). See docs/merge.md.",
+    )
     report: ActivationReport | ImportReport | YearTransitionRunReport | GuardRunReport | None = (
         Field(
             description="An activation's matching (R2), an EDEXml import's absent records, the "
@@ -161,6 +216,13 @@ class SyncRunPublic(BaseModel):
             "merge."
         )
     )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="`applied` with records left as they are (`kept`): look at them."
+    )
+    @property
+    def applied_with_warnings(self) -> bool:
+        return self.status == RunStatus.APPLIED and bool(self.kept)
 
 
 class SyncRunList(BaseModel):

@@ -188,3 +188,25 @@ def test_a_clean_snapshot_is_applied_without_warnings(
     run = response.json()
     assert run["status"] == "applied" and run["kept"] == []
     assert run["applied_with_warnings"] is False
+
+
+def test_r7_a_student_set_aside_in_the_new_years_snapshot_is_not_removed(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """Leniency at the year transition: a record with an unusable value counts as present,
+    so a bad value in the first snapshot of a new year never removes anyone (R7-R9)."""
+    school, snap = _active(client, db)
+    before = one(db, "student", esis_key="S0002")
+    new_year = changed(snap)
+    new_year["school"]["school_year"] = "2027-2028"
+    new_year.pop("generated_at", None)
+    find(new_year, "students", "S0002")["birth_date"] = "2019-02-30"
+    response = push(client, school, new_year)
+    assert response.status_code in (200, 201), response.text
+    run = response.json()
+    assert run["status"] == "applied", run
+    assert ("student", "S0002") in {(k["entity"], k["key"]) for k in run["kept"]}
+    kept = one(db, "student", esis_key="S0002")
+    assert kept["deleted_at"] is None
+    assert kept == before
+    assert all(r["deleted_at"] is None for r in rows(db, "student"))

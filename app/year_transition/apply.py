@@ -137,6 +137,7 @@ def apply(
         activation=False,
         run_id=run_id,
         now=now,
+        keep=d.keep,
     )
     repository.write_plan(session=session, school_id=school.id, plan=plan)
     for entity, n in removed_counts.items():

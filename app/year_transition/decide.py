@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -37,6 +38,9 @@ class Decision:
 
     from_year: str | None
     to_year: str
+    # Records the snapshot set aside for an unusable value (leniency per record): they count
+    # as present, so a bad value never removes anyone (R7-R9), and they are left as they are.
+    keep: Mapping[str, frozenset[str]] = field(default_factory=dict)
     students: list[Row] = field(default_factory=list)  # R7
     guardians: list[Row] = field(default_factory=list)  # R8
     staff: list[Row] = field(default_factory=list)  # R9
@@ -59,13 +63,22 @@ def _live(row: Row) -> bool:
     return row["deleted_at"] is None and row["tombstoned_at"] is None
 
 
-def decide(*, session: Session, school: School, snapshot: EsisSnapshot) -> Decision:
+def decide(
+    *,
+    session: Session,
+    school: School,
+    snapshot: EsisSnapshot,
+    keep: Mapping[str, frozenset[str]] | None = None,
+) -> Decision:
     """Compute the transition from the school's state and the new year's snapshot."""
     state = repository.load_state(session=session, school_id=school.id)
-    d = Decision(from_year=school.current_school_year, to_year=snapshot.school.school_year)
-    students_in = {s.key for s in snapshot.students}
-    staff_in = {s.key for s in snapshot.staff if s.active}
-    groups_in = {g.key for g in snapshot.groups}
+    keep = keep or {}
+    d = Decision(
+        from_year=school.current_school_year, to_year=snapshot.school.school_year, keep=keep
+    )
+    students_in = {s.key for s in snapshot.students} | keep.get("student", frozenset())
+    staff_in = {s.key for s in snapshot.staff if s.active} | keep.get("staff", frozenset())
+    groups_in = {g.key for g in snapshot.groups} | keep.get("group", frozenset())
 
     def esis_live(rows: dict[uuid.UUID, Row]) -> list[Row]:
         return [r for r in rows.values() if _live(r) and r["source"] == Source.ESIS.value]
@@ -85,7 +98,7 @@ def decide(*, session: Session, school: School, snapshot: EsisSnapshot) -> Decis
         student = state.students.rows[student_id]
         stays = link["deleted_at"] is None and _live(student) and student_id not in leaving
         staying_children[guardian_id] = staying_children.get(guardian_id, False) or stays
-    guardians_in = {g.key for g in snapshot.guardians}
+    guardians_in = {g.key for g in snapshot.guardians} | keep.get("guardian", frozenset())
     if Kind.GUARDIANS in scope:
         d.guardians = [
             r
@@ -193,6 +206,7 @@ def _simulate(
         activation=False,
         run_id=None,
         now=utcnow(),
+        keep=d.keep,
     )
     memberships = len(plan.table("student_group").inserts) + len(plan.table("staff_group").inserts)
     drift = [

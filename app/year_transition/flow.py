@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import utcnow, write_transaction
 from app.errors import Conflict, NotFound
+from app.esis.leniency import keep_map
 from app.esis.parsing import Parsed, parse_snapshot
 from app.events.service import Change, emit
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
@@ -40,7 +41,9 @@ def start_from_snapshot(
 ) -> Outcome:
     """Decide, record, and apply unless the guard holds it (the caller owns the transaction)."""
     assert run.snapshot_id is not None
-    decision = decide(session=session, school=school, snapshot=parsed.snapshot)
+    decision = decide(
+        session=session, school=school, snapshot=parsed.snapshot, keep=keep_map(parsed.kept)
+    )
     transition = record(
         session=session,
         school=school,
@@ -100,7 +103,9 @@ def preview(
         offset = decode_cursor(cursor)
         if not isinstance(offset, int) or offset < 0:
             raise invalid_cursor()
-    decision = decide(session=session, school=school, snapshot=parsed.snapshot)
+    decision = decide(
+        session=session, school=school, snapshot=parsed.snapshot, keep=keep_map(parsed.kept)
+    )
     more = more_pages(decision, limit=limit, offset=offset)
     return report(decision, limit=limit, offset=offset), (
         encode_cursor(offset + limit) if more else None
@@ -186,7 +191,9 @@ def decide_held(
             return transition
         snapshot = session.get_one(Snapshot, (school_id, transition.snapshot_id))
         parsed = parse_snapshot(snapshot.body, snapshot.content_type)
-        decision = decide(session=session, school=school, snapshot=parsed.snapshot)
+        decision = decide(
+            session=session, school=school, snapshot=parsed.snapshot, keep=keep_map(parsed.kept)
+        )
         run = _run(session, school, snapshot.id, actor)
         transition.run_id = run.id
         transition.report = report(decision)

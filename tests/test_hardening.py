@@ -140,7 +140,8 @@ def test_no_national_id_is_stored_from_json_or_edexml(
 ) -> None:
     school = make_school(client, db)
     snap = school_snapshot(students=2)
-    snap["students"][0]["bsn"] = "999990019"  # refused (not a field), and kept for a while
+    snap["students"][0]["bsn"] = "999990019"
+    snap["school"]["brin"] = "99ZZ"  # another school's: refused whole, and kept for a while
     assert _push_raw(client, school, json.dumps(snap).encode(), "application/json")["http"] == 422
     assert _push_raw(client, school, FIXTURE.read_bytes(), "application/xml")["http"] == 201
     for value in ("999990019", "123456782", "987654321", "111222333"):

@@ -290,6 +290,7 @@ def run_containers(image: str) -> float:
             "ESIS_SYNC_HOST": HOST,
             "ESIS_SYNC_PORT": str(api_port),
             "ESIS_SYNC_LOG_LEVEL": "WARNING",
+            "ESIS_SYNC_ALLOW_PRIVATE_ESIS_HOSTS": "true",  # the fake ESIS is on loopback
         }
         base = ["docker", "run", "--network", "host", *docker_env_args(env)]
         sh([*base, "--rm", image, "esis-sync", "migrate"])

@@ -32,6 +32,8 @@ from app.db import make_engine, make_sessionmaker, metadata
 from app.main import create_app
 from app.migrations import upgrade
 
+pytest_plugins = ["tests.merge_helpers"]  # the fake-ESIS pull fixtures
+
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["sqlite", "postgresql"]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never a browser Playwright downloads

@@ -14,11 +14,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth.service import hash_secret
-from app.console.i18n import LOCALE_DIR, compile_catalog, pick_language
+from app.config import Settings
+from app.console.i18n import LOCALE_DIR, Texts, compile_catalog, pick_language
 from app.console.models import ConsoleSession
+from app.coupling.pulls import PullOptions, run_due
+from app.coupling.receive import PushLimits
 from app.sync.models import DriftItem
+from tests import factories
 from tests.console_helpers import Seeded, bearer, csrf_of, make_school, seed
-from tests.factories import operator_key
+from tests.factories import auth, operator_key
+from tests.merge_helpers import FakeEsisPulls
+from tests.snapshots import school_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLE = ROOT / "app" / "console"
@@ -277,3 +283,47 @@ def test_every_text_is_in_both_catalogs_and_the_compiled_files_are_current() -> 
         assert po.with_suffix(".mo").read_bytes() == compile_catalog(po), (
             f"{lang}: run `python -m app.console.i18n` to compile the catalog"
         )
+
+
+def test_the_next_scheduled_pull_waits_out_the_quarantine_back_off(
+    client: TestClient,
+    db: sessionmaker[Session],
+    settings: Settings,
+    fake_esis_pulls: FakeEsisPulls,
+) -> None:
+    school = factories.make_school(client, db, daily_sync_time="06:00:00")
+    fake_esis_pulls.connect(client, school)
+    snap = school_snapshot(students=4)
+    for member in snap["staff"]:
+        member["roles"] = ["LRK"]  # EDEXml role codes
+    assert fake_esis_pulls.pull(client, school, snap).json()["status"] == "stored"
+    activated = client.post(
+        f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin)
+    )
+    assert activated.status_code == 201, activated.text
+    fake_esis_pulls.esis.script("12AB", "00", mode="fault")
+    for _ in range(settings.pull_quarantine_failures):
+        pulled = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+        assert pulled.json()["status"] == "failed", pulled.text
+    health = client.get(f"/api/v1/schools/{school.key}/esis/health", headers=auth(school.admin))
+    assert health.json()["state"] == "quarantined", health.text
+    resumes_on = dt.date.fromisoformat(health.json()["next_scheduled_pull_on"])
+    expected = dt.datetime.combine(resumes_on, dt.time(6), tzinfo=settings.tz)
+
+    sign_in(client, school.admin)
+    overview = client.get(f"/console/schools/{school.key}")
+    assert overview.status_code == 200
+    shown = re.search(r"<dt>Volgende geplande ophaalactie</dt>\s*<dd>(.*?)</dd>", overview.text)
+    assert shown, overview.text
+    assert Texts("nl", settings.tz).when(expected) in shown.group(1)
+    assert "quarantaine" in shown.group(1)
+
+    # The scheduler agrees: no pull before that moment, one at it.
+    options = PullOptions(limits=PushLimits(max_records=10_000, per_minute=100), attempts=1)
+    served = fake_esis_pulls.esis.served("12AB", "00")
+    before = expected - dt.timedelta(minutes=1)
+    assert run_due(sessions=db, settings=settings, options=options, now=before) == []
+    assert fake_esis_pulls.esis.served("12AB", "00") == served
+    [scheduled] = run_due(sessions=db, settings=settings, options=options, now=expected)
+    assert scheduled.status == "failed"
+    assert fake_esis_pulls.esis.served("12AB", "00") == served + 1

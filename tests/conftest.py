@@ -3,6 +3,10 @@
 PostgreSQL is reached through ESIS_SYNC_TEST_POSTGRES_URL (a superuser connection to an
 existing database; each run makes and drops its own database). Without it the PostgreSQL half
 is skipped with the reason; with CI=true an unreachable PostgreSQL fails the run.
+
+The browser tests share one `browser` fixture: Debian's Chromium (`/usr/bin/chromium`, which
+`.ci/run` installs) driven by Playwright, whose own browser download is never used. Without
+that Chromium they are skipped with the reason; with CI=true they fail instead.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -26,8 +32,26 @@ from app.db import make_engine, make_sessionmaker, metadata
 from app.main import create_app
 from app.migrations import upgrade
 
+pytest_plugins = ["tests.merge_helpers"]  # the fake-ESIS pull fixtures
+
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["sqlite", "postgresql"]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never a browser Playwright downloads
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for a missing prerequisite, or fail it under CI=true, where it must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
 
 
 def _postgres_admin_url() -> str:
@@ -43,10 +67,7 @@ def _create_postgres_database() -> tuple[str, Engine]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        reason = f"PostgreSQL not reachable at {admin_url.render_as_string()}: {exc.orig}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
+        unavailable(f"PostgreSQL not reachable at {admin_url.render_as_string()}: {exc.orig}")
     return admin_url.set(database=name).render_as_string(hide_password=False), admin
 
 
@@ -124,6 +145,23 @@ def app(settings: Settings) -> Iterator[FastAPI]:
 def client(app: FastAPI, db: sessionmaker[Session]) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for one test module (`tests/test_browser.py`,
+    `tests/test_console_browser.py`), closed when the module is done; each test opens its own
+    pages or context."""
+    if not CHROMIUM.is_file():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

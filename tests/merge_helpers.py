@@ -1,4 +1,9 @@
-"""Helpers for merge tests: push through the API, inspect through plain SQL."""
+"""Helpers for merge tests: push through the API, pull from the fake ESIS, inspect through
+plain SQL.
+
+The fake-ESIS fixtures (`esis_kit`, `fake_esis_pulls`) are registered for every test module by
+`pytest_plugins` in tests/conftest.py; ask for `fake_esis_pulls` to pull through it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ import contextlib
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import metadata, utcnow
+from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
 from tests.factories import SchoolKeys, auth
 from tests.snapshots import Snapshot
 
@@ -133,3 +141,56 @@ def failing_insert(db: sessionmaker[Session], backend: str, *, key: str) -> Iter
     finally:
         with db.begin() as session:
             session.connection().exec_driver_sql(drop)
+
+
+@dataclass(frozen=True)
+class FakeEsisPulls:
+    """The fake ESIS on loopback (`esis`, with the certificates of `kit`): `connect` points a
+    school's coupling at it, `pull` scripts its answer for that school and pulls."""
+
+    esis: FakeEsis
+    kit: FakeEsisKit
+
+    def connection(self) -> dict[str, Any]:
+        """The body of PUT .../esis/connection that reaches this fake ESIS."""
+        return {
+            "url": self.esis.url,
+            "certificate": {
+                "cert_pem": self.kit.client.cert.decode(),
+                "key_pem": self.kit.client.key.decode(),
+            },
+            "ca_pem": self.kit.ca.cert.decode(),
+            **DEFAULT_AUTORISATIE,
+        }
+
+    def connect(self, client: TestClient, school: SchoolKeys) -> None:
+        connected = client.put(
+            f"/api/v1/schools/{school.key}/esis/connection",
+            json=self.connection(),
+            headers=auth(school.admin),
+        )
+        assert connected.status_code == 200, connected.text
+
+    def pull(
+        self, client: TestClient, school: SchoolKeys, answer: bytes | Mapping[str, Any]
+    ) -> Response:
+        """Script `answer` (an EDEXml document, other bytes, or a snapshot) for the school's
+        BRIN and branch, then pull as its admin; the response of POST .../esis/pulls."""
+        self.esis.script(school.key[:4], school.key[4:], answer=answer)
+        response: Response = client.post(
+            f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin)
+        )
+        return response
+
+
+@pytest.fixture(scope="session")
+def esis_kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
+    """The fake ESIS's PKI (CA, server and client certificates), made once per run."""
+    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def fake_esis_pulls(esis_kit: FakeEsisKit) -> Iterator[FakeEsisPulls]:
+    """The fake ESIS serving on loopback for one test."""
+    with esis_kit.serve() as server:
+        yield FakeEsisPulls(server, esis_kit)

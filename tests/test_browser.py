@@ -1,57 +1,23 @@
 """`/docs` and `/redoc` in a real browser: they render the operations with every request
 answered by the service itself (a school's or an operator's network may have no internet).
 
-Chromium is Debian's (`/usr/bin/chromium`, which `.ci/run` installs), driven by Playwright for
-Python; Playwright's own browser download is never used. Without Chromium the test is
-skipped on a laptop and fails under `CI=true`.
+The browser is conftest's `browser` fixture: Debian's Chromium (`/usr/bin/chromium`, which
+`.ci/run` installs) driven by Playwright for Python; Playwright's own browser download is never
+used. Without Chromium the tests are skipped with the reason, and fail under `CI=true`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import Browser, Page
 
+from tests.conftest import CHROMIUM, unavailable
 from tests.procs import Service, fresh_database, running
 
-CHROMIUM = os.environ.get("ESIS_SYNC_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOCAL_SCHEMES = {"data", "blob", "about"}
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{reason} (CI=true: the browser test must run; `.ci/run` installs it)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (make install)")
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +27,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield served
 
 
-def _open(browser: Any, url: str, ready: str) -> tuple[Any, list[str], list[str]]:
+def _open(browser: Browser, url: str, ready: str) -> tuple[Page, list[str], list[str]]:
     """The page once `ready` (a selector) is visible; every request it made, and failures."""
     requests: list[str] = []
     failed: list[str] = []
@@ -83,7 +49,7 @@ def _left_the_host(requests: list[str]) -> list[str]:
 
 
 def test_swagger_ui_renders_the_operations_from_the_service_alone(
-    browser: Any, service: Service
+    browser: Browser, service: Service
 ) -> None:
     page, requests, failed = _open(browser, f"{service.base_url}/docs", ".opblock")
     try:
@@ -101,7 +67,7 @@ def test_swagger_ui_renders_the_operations_from_the_service_alone(
 
 
 def test_redoc_renders_the_operations_from_the_service_alone(
-    browser: Any, service: Service
+    browser: Browser, service: Service
 ) -> None:
     page, requests, failed = _open(
         browser, f"{service.base_url}/redoc", 'h2:has-text("Read the change feed")'
@@ -115,3 +81,15 @@ def test_redoc_renders_the_operations_from_the_service_alone(
         assert failed == []
     finally:
         page.close()
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"),
+    [("true", pytest.fail.Exception), ("", pytest.skip.Exception), ("1", pytest.skip.Exception)],
+)
+def test_a_missing_browser_fails_under_ci_true_and_is_skipped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="/usr/bin/chromium is missing"):
+        unavailable(f"{CHROMIUM} is missing")

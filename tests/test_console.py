@@ -14,11 +14,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth.service import hash_secret
-from app.console.i18n import LOCALE_DIR, compile_catalog, pick_language
+from app.config import Settings
+from app.console.i18n import LOCALE_DIR, Texts, compile_catalog, pick_language
 from app.console.models import ConsoleSession
+from app.console.operator import PAGE_SIZE
+from app.coupling.pulls import PullOptions, run_due
+from app.coupling.receive import PushLimits
 from app.sync.models import DriftItem
+from tests import factories
 from tests.console_helpers import Seeded, bearer, csrf_of, make_school, seed
-from tests.factories import operator_key
+from tests.factories import auth, operator_key
+from tests.merge_helpers import FakeEsisPulls
+from tests.snapshots import school_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLE = ROOT / "app" / "console"
@@ -277,3 +284,101 @@ def test_every_text_is_in_both_catalogs_and_the_compiled_files_are_current() -> 
         assert po.with_suffix(".mo").read_bytes() == compile_catalog(po), (
             f"{lang}: run `python -m app.console.i18n` to compile the catalog"
         )
+
+
+def test_the_next_scheduled_pull_waits_out_the_quarantine_back_off(
+    client: TestClient,
+    db: sessionmaker[Session],
+    settings: Settings,
+    fake_esis_pulls: FakeEsisPulls,
+) -> None:
+    school = factories.make_school(client, db, daily_sync_time="06:00:00")
+    fake_esis_pulls.connect(client, school)
+    snap = school_snapshot(students=4)
+    for member in snap["staff"]:
+        member["roles"] = ["LRK"]  # EDEXml role codes
+    assert fake_esis_pulls.pull(client, school, snap).json()["status"] == "stored"
+    activated = client.post(
+        f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin)
+    )
+    assert activated.status_code == 201, activated.text
+    fake_esis_pulls.esis.script("12AB", "00", mode="fault")
+    for _ in range(settings.pull_quarantine_failures):
+        pulled = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+        assert pulled.json()["status"] == "failed", pulled.text
+    health = client.get(f"/api/v1/schools/{school.key}/esis/health", headers=auth(school.admin))
+    assert health.json()["state"] == "quarantined", health.text
+    resumes_on = dt.date.fromisoformat(health.json()["next_scheduled_pull_on"])
+    expected = dt.datetime.combine(resumes_on, dt.time(6), tzinfo=settings.tz)
+
+    sign_in(client, school.admin)
+    overview = client.get(f"/console/schools/{school.key}")
+    assert overview.status_code == 200
+    shown = re.search(r"<dt>Volgende geplande ophaalactie</dt>\s*<dd>(.*?)</dd>", overview.text)
+    assert shown, overview.text
+    assert Texts("nl", settings.tz).when(expected) in shown.group(1)
+    assert "quarantaine" in shown.group(1)
+
+    # The scheduler agrees: no pull before that moment, one at it.
+    options = PullOptions(limits=PushLimits(max_records=10_000, per_minute=100), attempts=1)
+    served = fake_esis_pulls.esis.served("12AB", "00")
+    before = expected - dt.timedelta(minutes=1)
+    assert run_due(sessions=db, settings=settings, options=options, now=before) == []
+    assert fake_esis_pulls.esis.served("12AB", "00") == served
+    [scheduled] = run_due(sessions=db, settings=settings, options=options, now=expected)
+    assert scheduled.status == "failed"
+    assert fake_esis_pulls.esis.served("12AB", "00") == served + 1
+
+
+SCHOOL_ROW = re.compile(r'<tr class="[a-z]*">\s*<td><a href="/console/schools/(\w+)">')
+
+
+def _listed(client: TestClient, query: str) -> tuple[list[str], str]:
+    page = client.get(f"/console/schools?{query}")
+    assert page.status_code == 200, page.text[:500]
+    return SCHOOL_ROW.findall(page.text), page.text
+
+
+def test_the_operators_list_comes_in_pages_that_keep_the_sort_and_filter(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    operator = operator_key(db)
+    count = PAGE_SIZE + 5
+    for n in range(count):
+        made = client.post(
+            "/api/v1/schools",
+            json={"brin": f"{10 + n:02d}PG", "name": f"School {count - n:03d}"},
+            headers=bearer(operator),
+        )
+        assert made.status_code == 201, made.text
+    keys = sorted(f"{10 + n:02d}PG00" for n in range(count))
+    sign_in(client, operator)
+
+    first, html = _listed(client, "")
+    assert first == keys[:PAGE_SIZE]
+    assert f"{count} van {count} scholen (pagina 1 van 2: 1 tot en met {PAGE_SIZE})" in html
+    assert 'rel="next"' in html and 'rel="prev"' not in html
+    second, html = _listed(client, "page=2")
+    assert second == keys[PAGE_SIZE:]
+    assert 'rel="prev"' in html and 'rel="next"' not in html
+    assert _listed(client, "page=99")[0] == second  # past the end: the last page
+
+    # The links carry the sort, the order, the search and the filter.
+    by_name, html = _listed(client, "sort=name&order=desc&q=pg")
+    assert by_name == keys[:PAGE_SIZE]  # School 055 is 10PG00
+    assert "/console/schools?sort=name&amp;order=desc&amp;q=pg&amp;only=&amp;page=2" in html
+    assert _listed(client, "sort=name&order=desc&q=pg&page=2")[0] == keys[PAGE_SIZE:]
+    # Sorting by a figure reads every school's health, then pages the same way.
+    by_drift = [
+        *_listed(client, "sort=drift&order=asc")[0],
+        *_listed(client, "sort=drift&order=asc&page=2")[0],
+    ]
+    assert sorted(by_drift) == keys and len(by_drift) == count
+    few, html = _listed(client, "q=school+00")  # School 001-009 by name
+    assert few == keys[-9:] and 'rel="next"' not in html
+    assert f"9 van {count} scholen" in html and "pagina" not in html
+    assert _listed(client, "q=61pg")[0] == ["61PG00"]  # by key
+    assert _listed(client, "only=failing")[0] == []
+
+    assert client.get("/console/schools?page=0").status_code == 422
+    assert client.get("/console/schools?page=x").status_code == 422

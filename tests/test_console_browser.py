@@ -2,7 +2,8 @@
 server (`esis-sync serve` on loopback), on SQLite and PostgreSQL.
 
 Every page visited is saved as a screenshot in $ESIS_SYNC_CONSOLE_SCREENSHOTS (default: a
-directory under pytest's tmp dir). Under CI=true a missing Chromium fails the run.
+directory under pytest's tmp dir). The browser is conftest's `browser` fixture: without
+Debian's Chromium the test is skipped with the reason, and fails under CI=true.
 """
 
 from __future__ import annotations
@@ -10,37 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests import procs
 from tests.console_helpers import bearer, failing_school, hold, seed
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

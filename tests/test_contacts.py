@@ -18,24 +18,12 @@ from typer.testing import CliRunner, Result
 
 from app.cli import cli
 from app.config import get_settings
-from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
 from tests.factories import SchoolKeys, auth, make_school
-from tests.merge_helpers import activate, push, rows
+from tests.merge_helpers import FakeEsisPulls, activate, push, rows
 from tests.snapshots import Snapshot, school_snapshot
 
 SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "contacts.csv"
 TABLES = ("guardian", "student_guardian", "event", "contact_file")
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _no_guardians(snap: Snapshot) -> Snapshot:
@@ -69,30 +57,12 @@ def _state(db: sessionmaker[Session]) -> dict[str, int]:
     return {table: len(rows(db, table)) for table in TABLES}
 
 
-def _connect(client: TestClient, school: SchoolKeys, esis: FakeEsis, kit: FakeEsisKit) -> None:
-    connected = client.put(
-        f"/api/v1/schools/{school.key}/esis/connection",
-        json={
-            "url": esis.url,
-            "certificate": {
-                "cert_pem": kit.client.cert.decode(),
-                "key_pem": kit.client.key.decode(),
-            },
-            "ca_pem": kit.ca.cert.decode(),
-            **DEFAULT_AUTORISATIE,
-        },
-        headers=auth(school.admin),
-    )
-    assert connected.status_code == 200, connected.text
-
-
 def test_r1_r2_a_pull_only_school_becomes_ready_from_a_contact_file_and_activates(
-    client: TestClient, db: sessionmaker[Session], esis: FakeEsis, kit: FakeEsisKit
+    client: TestClient, db: sessionmaker[Session], fake_esis_pulls: FakeEsisPulls
 ) -> None:
     school = make_school(client, db)
-    _connect(client, school, esis, kit)
-    esis.script("12AB", "00", answer=_no_guardians(school_snapshot(students=4)))
-    pulled = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+    fake_esis_pulls.connect(client, school)
+    pulled = fake_esis_pulls.pull(client, school, _no_guardians(school_snapshot(students=4)))
     assert pulled.status_code == 201, pulled.text
     assert pulled.json()["status"] == "stored"
     before = _readiness(client, school)
@@ -141,8 +111,7 @@ def test_r1_r2_a_pull_only_school_becomes_ready_from_a_contact_file_and_activate
     assert not rows(db, "contact_file")  # matched: its job is done
 
     # The next day's pull (still no guardians) leaves them exactly as they are.
-    esis.script("12AB", "00", answer=_no_guardians(school_snapshot(students=4)))
-    later = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+    later = fake_esis_pulls.pull(client, school, _no_guardians(school_snapshot(students=4)))
     assert later.status_code == 201, later.text
     assert all(g["missing_in_esis_since"] is None for g in rows(db, "guardian"))
 

@@ -5,7 +5,6 @@ snapshot untrustworthy still refuses it with nothing applied."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,27 +12,10 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from fake_esis.server import (
-    DEFAULT_AUTORISATIE,
-    FakeEsis,
-    FakeEsisKit,
-    edex_from_snapshot,
-    soap_answer,
-)
+from fake_esis.server import edex_from_snapshot
 from tests.factories import SchoolKeys, auth, make_school
-from tests.merge_helpers import activate, counts, one, push, rows
+from tests.merge_helpers import FakeEsisPulls, activate, counts, one, push, rows
 from tests.snapshots import Snapshot, changed, find, school_snapshot
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _active(client: TestClient, db: sessionmaker[Session]) -> tuple[SchoolKeys, Snapshot]:
@@ -125,29 +107,15 @@ def test_r4_an_edexml_push_with_one_bad_record_applies_the_rest_and_lists_it(
 
 
 def test_r3_a_pull_with_one_bad_record_applies_the_rest_and_lists_it(
-    client: TestClient, db: sessionmaker[Session], esis: FakeEsis, kit: FakeEsisKit
+    client: TestClient, db: sessionmaker[Session], fake_esis_pulls: FakeEsisPulls
 ) -> None:
     school, snap = _active(client, db)
-    connected = client.put(
-        f"/api/v1/schools/{school.key}/esis/connection",
-        json={
-            "url": esis.url,
-            "certificate": {
-                "cert_pem": kit.client.cert.decode(),
-                "key_pem": kit.client.key.decode(),
-            },
-            "ca_pem": kit.ca.cert.decode(),
-            **DEFAULT_AUTORISATIE,
-        },
-        headers=auth(school.admin),
-    )
-    assert connected.status_code == 200, connected.text
+    fake_esis_pulls.connect(client, school)
     before = one(db, "student", esis_key="S0002")
     later = _next_day(snap)
     birth = find(later, "students", "S0002")["birth_date"]
     edex = edex_from_snapshot(later).replace(birth.encode(), b"2019-02-30", 1)
-    esis.script("12AB", "00", answer=soap_answer(edex))
-    pulled = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+    pulled = fake_esis_pulls.pull(client, school, edex)
     run = _applied_with_warnings(pulled)
     assert ("student", "S0002") in {(k["entity"], k["key"]) for k in run["kept"]}
     _everything_else_applied(db, before)

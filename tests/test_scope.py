@@ -4,30 +4,18 @@ through a JSON push, an EDEXml push and daily pulls from the fake ESIS."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, edex_from_snapshot
+from fake_esis.server import edex_from_snapshot
 from tests.factories import SchoolKeys, auth, make_school
-from tests.merge_helpers import activate, applied, counts, one, push, rows
+from tests.merge_helpers import FakeEsisPulls, activate, applied, counts, one, push, rows
 from tests.snapshots import Snapshot, changed, school_snapshot
 
 GUARDIAN_KINDS = {"guardian", "student_guardian"}
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _active(client: TestClient, db: sessionmaker[Session]) -> tuple[SchoolKeys, Snapshot]:
@@ -168,29 +156,15 @@ def _daily(snap: Snapshot, day: int) -> dict[str, Any]:
 
 
 def test_r6_an_active_school_pulled_30_days_without_guardians_keeps_them(
-    client: TestClient, db: sessionmaker[Session], esis: FakeEsis, kit: FakeEsisKit
+    client: TestClient, db: sessionmaker[Session], fake_esis_pulls: FakeEsisPulls
 ) -> None:
     school, snap = _active(client, db)
-    connected = client.put(
-        f"/api/v1/schools/{school.key}/esis/connection",
-        json={
-            "url": esis.url,
-            "certificate": {
-                "cert_pem": kit.client.cert.decode(),
-                "key_pem": kit.client.key.decode(),
-            },
-            "ca_pem": kit.ca.cert.decode(),
-            **DEFAULT_AUTORISATIE,
-        },
-        headers=auth(school.admin),
-    )
-    assert connected.status_code == 200, connected.text
+    fake_esis_pulls.connect(client, school)
     guardians = {r["id"]: r for r in rows(db, "guardian")}
     links = {r["id"]: r for r in rows(db, "student_guardian")}
     seq = _last_seq(db)
     for day in range(1, 31):
-        esis.script("12AB", "00", answer=_daily(snap, day))
-        pulled = client.post(f"/api/v1/schools/{school.key}/esis/pulls", headers=auth(school.admin))
+        pulled = fake_esis_pulls.pull(client, school, _daily(snap, day))
         assert pulled.status_code == 201, pulled.text
         run = pulled.json()
         assert run["status"] == "applied", run

@@ -25,6 +25,7 @@ from app.console.web import (
     writable,
 )
 from app.coupling import activation, pulls
+from app.coupling.health import HealthState, health_of
 from app.errors import DomainError, NotFound
 from app.schools.models import CouplingState, School
 from app.sync import queries as runs
@@ -35,16 +36,27 @@ RUN_CHANGES_SHOWN = 200
 
 
 def next_pull(
-    school: School, last_pulled_on: dt.date | None, now: dt.datetime, tz: dt.tzinfo
+    school: School,
+    last_pulled_on: dt.date | None,
+    now: dt.datetime,
+    tz: dt.tzinfo,
+    backed_off_until: dt.date | None = None,
 ) -> dt.datetime | None:
-    """When the daily pull (R3) is next due: today's sync time, or tomorrow's once done."""
+    """When the daily pull (R3) is next due: today's sync time, or tomorrow's once done; while
+    the connection is quarantined, not before the sync time of the day its back-off ends
+    (`backed_off_until`, `coupling.health`): the schedule skips the days before it."""
     if school.coupling != CouplingState.ACTIVE.value:
         return None
     local = now.astimezone(tz)
     today_slot = dt.datetime.combine(local.date(), school.daily_sync_time, tzinfo=tz)
     if last_pulled_on is not None and last_pulled_on >= local.date():
-        return today_slot + dt.timedelta(days=1)
-    return max(today_slot, local)
+        due = today_slot + dt.timedelta(days=1)
+    else:
+        due = max(today_slot, local)
+    if backed_off_until is not None:
+        resumes = dt.datetime.combine(backed_off_until, school.daily_sync_time, tzinfo=tz)
+        due = max(due, resumes)
+    return due
 
 
 @router.get("")
@@ -63,6 +75,8 @@ def overview(request: Request, page: SchoolScope) -> Response:
             else None
         )
         recent, _cursor = runs.list_runs(session=session, school_id=school.id, limit=5, cursor=None)
+        connection_health = health_of(session=session, settings=settings, school_id=school.id)
+    quarantined = connection_health.state == HealthState.QUARANTINED
     return render(
         request,
         "overview.html",
@@ -73,9 +87,16 @@ def overview(request: Request, page: SchoolScope) -> Response:
             "connection": connection,
             "readiness": ready,
             "runs": recent,
-            "next_pull": next_pull(school, health.last_pulled_on, health.now, settings.tz)
+            "next_pull": next_pull(
+                school,
+                health.last_pulled_on,
+                health.now,
+                settings.tz,
+                connection_health.next_scheduled_pull_on,
+            )
             if connection
             else None,
+            "quarantined_after": connection_health.consecutive_failures if quarantined else None,
         },
         user=page.user,
     )

@@ -39,8 +39,10 @@ def get_health(request: Request, ctx: WriteSchool, session: SessionDep) -> Healt
     summary="Test the ESIS connection",
     description="Fetches the school from ESIS now (one try) and answers with what a pull "
     "would do: records received, the merge's counts per kind planned against the school as "
-    "it is, warnings and readiness (R1). Nothing is stored or changed: no snapshot, no sync "
-    "run, no event. A failed fetch is an answer (`reachable: false` and why), not an error.",
+    "it is (as a pull plans them), what the change guard would decide (`guard`), the "
+    "key-change proposals the merge would make (`key_changes`), warnings and readiness (R1). "
+    "Nothing is stored or changed: no snapshot, no sync run, no event, no proposal. A failed "
+    "fetch is an answer (`reachable: false` and why), not an error.",
     responses=problem_responses(*AUTH),
 )
 async def test_connection(request: Request, ctx: WriteSchool) -> ConnectionTestResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -43,6 +44,34 @@ class ReadinessPreview(BaseModel):
     guardians_without_email: Gaps
 
 
+class GuardPreview(BaseModel):
+    applies: bool = Field(
+        description="Whether a pull of this answer would meet the change guard: not before "
+        "activation, not on the school's first load, not at a year transition, not inside the "
+        "pause window."
+    )
+    would_hold: bool = Field(
+        description="The guard would hold the pull for an admin's confirmation: nothing "
+        "would be applied until then."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why it would hold.")
+    shares: dict[str, float] | None = Field(
+        default=None, description="The school's guard shares (`update`, `missing`)."
+    )
+
+
+class KeyChangePreview(BaseModel):
+    entity: str = Field(description="`student`, `guardian` or `staff`.")
+    record_id: uuid.UUID = Field(description="Our record that ESIS seems to send under a new key.")
+    old_key: str
+    new_key: str
+    matched_by: str = Field(description="`name_birth_date` (students) or `email`.")
+    already_proposed: bool = Field(
+        description="A proposal for this record and new key is stored already: a pull would "
+        "not propose it again."
+    )
+
+
 class ConnectionTestResult(BaseModel):
     reachable: bool = Field(description="ESIS answered with a usable snapshot.")
     duration_ms: int
@@ -57,5 +86,14 @@ class ConnectionTestResult(BaseModel):
         "drift_opened, missing, ...), planned against the school as it is: nothing is written.",
     )
     would_start_year_transition: bool = False
+    guard: GuardPreview | None = Field(
+        default=None, description="What the change guard would do with this answer."
+    )
+    key_changes: list[KeyChangePreview] = Field(
+        default_factory=list,
+        description="The key-change proposals a pull would make (or has made) with this answer: "
+        "records ESIS dropped paired with a new key for the same person. Nothing is proposed "
+        "by the test.",
+    )
     warnings: list[str] = Field(default_factory=list)
     readiness: ReadinessPreview | None = None

@@ -375,6 +375,15 @@ class _Reader:
         return []
 
     def set_aside(self, kind: str, element: etree._Element, problems: list[Problem]) -> bool:
+        if kind == "verzorger":
+            # One guardian of a student the schema refuses: set aside alone (with its links);
+            # its other occurrences are skipped, as for a value the reader refuses.
+            key = (element.get("key") or "").strip()
+            if not key:
+                return False
+            self.bad_guardians.add(key)
+            self.keep("guardian", key, [_tag_of(p.message) for p in problems])
+            return True
         entity = KEPT_ENTITY.get(kind)
         key = (element.get("key") or "").strip()
         if entity is None or not key:

@@ -20,19 +20,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
+from app.coupling import contacts_repository as repo
 from app.coupling.contacts_csv import ContactFileError, ContactRow, read_contacts
-from app.coupling.models import ContactFile
 from app.db import begin_write, new_id, utcnow
 from app.errors import Conflict, Unprocessable
 from app.esis.parsing import parse_snapshot
 from app.esis.schemas import Kind
 from app.events.service import Change, emit
 from app.provenance import Source
-from app.roster.models import Guardian, Student, StudentGuardian
+from app.roster.models import Guardian, StudentGuardian
 from app.schools import repository as schools
 from app.schools.models import CouplingState
 from app.sync.repository import latest_snapshot
@@ -104,13 +102,7 @@ def resolve(
 
 
 def _roster_candidates(session: Session, school_id: uuid.UUID, *, by_key: bool) -> list[Candidate]:
-    students = session.scalars(
-        select(Student).where(
-            col(Student.school_id) == school_id,
-            col(Student.deleted_at).is_(None),
-            col(Student.tombstoned_at).is_(None),
-        )
-    )
+    students = repo.live_students(session=session, school_id=school_id, tombstoned=False)
     return [
         Candidate(
             (s.esis_key or "") if by_key else str(s.id),
@@ -201,8 +193,9 @@ def import_contacts(
             )
         else:
             rows = [{**_stored(row), "student_key": ref} for row, ref in found]
-            session.execute(delete(ContactFile).where(col(ContactFile.school_id) == school_id))
-            session.add(ContactFile(school_id=school_id, rows=rows, uploaded_by=actor))
+            repo.keep_contact_file(
+                session=session, school_id=school_id, rows=rows, uploaded_by=actor
+            )
             result["applied"] = False
             result["stored_for_activation"] = True
             result["students"] = len({ref for _, ref in found})
@@ -238,7 +231,7 @@ def _row_of(data: dict[str, Any]) -> ContactRow:
 
 def stored_rows(session: Session, school_id: uuid.UUID) -> list[dict[str, Any]]:
     """The kept file's rows (each with `student_key`), for readiness and activation."""
-    found = session.scalar(select(ContactFile).where(col(ContactFile.school_id) == school_id))
+    found = repo.contact_file(session=session, school_id=school_id)
     return list(found.rows) if found is not None else []
 
 
@@ -264,12 +257,7 @@ def match_at_activation(
         return None
     ids = {
         s.esis_key: s.id
-        for s in session.scalars(
-            select(Student).where(
-                col(Student.school_id) == school_id,
-                col(Student.deleted_at).is_(None),
-            )
-        )
+        for s in repo.live_students(session=session, school_id=school_id)
         if s.esis_key
     }
     entries = [(_row_of(r), ids[r["student_key"]]) for r in rows if r["student_key"] in ids]
@@ -284,7 +272,7 @@ def match_at_activation(
         for r in rows
         if r["student_key"] not in ids
     )
-    session.execute(delete(ContactFile).where(col(ContactFile.school_id) == school_id))
+    repo.drop_contact_file(session=session, school_id=school_id)
     return report
 
 
@@ -299,22 +287,10 @@ def apply(
     """Add or correct guardians and their links; every change an edit by `actor`."""
     now = utcnow()
     mark = {"by": actor, "at": now.isoformat()}
-    guardians = list(
-        session.scalars(
-            select(Guardian).where(
-                col(Guardian.school_id) == school_id,
-                col(Guardian.deleted_at).is_(None),
-            )
-        )
-    )
+    guardians = repo.live_guardians(session=session, school_id=school_id)
     links = {
         (link.student_id, link.guardian_id): link
-        for link in session.scalars(
-            select(StudentGuardian).where(
-                col(StudentGuardian.school_id) == school_id,
-                col(StudentGuardian.deleted_at).is_(None),
-            )
-        )
+        for link in repo.live_guardian_links(session=session, school_id=school_id)
     }
     by_email = {_fold(g.email): g for g in guardians if g.email}
     of_student: dict[uuid.UUID, list[uuid.UUID]] = {}

@@ -34,7 +34,7 @@ from lxml import etree
 from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.edexml_write import write_edexml
 from app.esis.schemas import EsisSnapshot
-from app.esis.uwlr import (
+from app.esis.uwlr_soap import (
     NS_AUTORISATIE,
     NS_LEERLINGGEGEVENS,
     NS_SOAP,

@@ -13,13 +13,13 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.events.service import Change, emit
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.roster import arrangements_repository as repo
-from app.roster.etags import check_if_match
-from app.roster.schemas import (
+from app.roster.arrangements_schemas import (
     ClassArrangementCreate,
     ClassArrangementPublic,
     ClassArrangementUpdate,
     Placement,
 )
+from app.roster.etags import check_if_match
 from app.schools import repository as schools
 
 

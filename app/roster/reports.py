@@ -7,7 +7,13 @@ import uuid
 from sqlalchemy.orm import Session
 
 from app.roster import arrangements_repository, reports_repository
-from app.roster.schemas import MissingItem, MissingReport, MissingSection, ReviewItem, ReviewReport
+from app.roster.reports_schemas import (
+    MissingItem,
+    MissingReport,
+    MissingSection,
+    ReviewItem,
+    ReviewReport,
+)
 from app.roster.views import display_name
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.bulk import bulk_delete, bulk_update
 from app.db import new_id, utcnow
 from app.errors import NotFound, Unprocessable
 from app.events.service import Change, emit
@@ -16,7 +15,7 @@ from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.provenance import Source
 from app.roster.models import StudentGroup
 from app.schools import repository as schools
-from app.sync import drift_repository, repository
+from app.sync import drift_repository
 from app.sync.models import DriftItem
 from app.sync.schemas import DriftAccept, DriftFilter
 from app.sync.service import DATE_FIELDS
@@ -112,9 +111,11 @@ def accept(
             )
         )
     for table_name, rows in updates.items():
-        bulk_update(session, repository.table(table_name), list(rows.values()))
+        drift_repository.update_records(
+            session=session, table_name=table_name, rows=list(rows.values())
+        )
     ids = [item.id for item in items]
-    bulk_delete(session, repository.table("drift_item"), school_id, ids)
+    drift_repository.close_items(session=session, school_id=school_id, ids=ids)
     emit(
         session=session, school_id=school_id, changes=changes, source=Source.ESIS.value, actor=actor
     )

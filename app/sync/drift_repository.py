@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from app.bulk import bulk_delete, bulk_update
 from app.roster.models import Group, StudentGroup
 from app.sync import repository
 from app.sync.models import DriftItem
@@ -105,3 +106,13 @@ def replace_links(*, session: Session, old: Sequence[StudentGroup], new: Student
         session.delete(link)
     session.flush()
     session.add(new)
+
+
+def update_records(*, session: Session, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Writes each row's values (keyed by `school_id` and `id`) in one statement per batch."""
+    bulk_update(session, repository.table(table_name), list(rows))
+
+
+def close_items(*, session: Session, school_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    """Removes the drift items (they were accepted)."""
+    bulk_delete(session, repository.table("drift_item"), school_id, list(ids))

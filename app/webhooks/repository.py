@@ -157,3 +157,7 @@ def delete_deliveries_before(*, session: Session, cutoff: dt.datetime) -> int:
     table = WebhookDelivery.__table__  # type: ignore[attr-defined]
     result = session.execute(delete(table).where(table.c.attempted_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def delete_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
+    session.delete(endpoint)

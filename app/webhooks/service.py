@@ -123,7 +123,7 @@ def enable(
 def delete(*, session: Session, school_id: uuid.UUID, endpoint_id: uuid.UUID, actor: str) -> None:
     schools.lock(session=session, school_id=school_id)
     row = repository.get(session=session, school_id=school_id, endpoint_id=endpoint_id)
-    session.delete(row)
+    repository.delete_endpoint(session=session, endpoint=row)
     emit(
         session=session,
         school_id=school_id,

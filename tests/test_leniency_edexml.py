@@ -81,3 +81,18 @@ def test_r4_an_edexml_push_with_one_bad_guardian_keeps_its_student(
     assert one(db, "guardian", esis_key="V0002") == guardian_before
     assert all(r["missing_in_esis_since"] is None for r in rows(db, "student_guardian"))
     assert all(r["missing_in_esis_since"] is None for r in rows(db, "guardian"))
+
+
+def test_a_shared_guardian_bad_under_one_student_is_set_aside_and_both_students_read() -> None:
+    school = school_snapshot(students=4)
+    shared = find(school, "guardians", "V0001")
+    shared["phone"] = "+31600000002"
+    shared["students"].append({"student": "S0003", "relation": "mother"})
+    body = edex_from_snapshot(school)
+    # The guardian is written under each of its students: spoil the second occurrence only.
+    first = body.index(b"+31600000002")
+    second = body.index(b"+31600000002", first + 1)
+    body = body[:second] + BAD_PHONE + body[second + len(b"+31600000002") :]
+    read = read_edexml(body)
+    assert {(k.entity, k.key) for k in read.kept} == {("guardian", "V0001")}
+    assert {"S0001", "S0003"} <= {s.key for s in read.snapshot.students}

@@ -79,7 +79,7 @@ def is_public(address: str) -> bool:
 
 
 class _NotPublic(httpcore.ConnectError):
-    """Raised at connect time; `_transport_error` finds it behind httpx's ConnectError."""
+    """Raised at connect time; `transport_error` finds it behind httpx's ConnectError."""
 
 
 def _resolve(host: str, port: int) -> list[str]:

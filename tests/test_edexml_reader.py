@@ -402,12 +402,14 @@ def test_bad_student_codes_set_the_record_aside_with_the_code(element: str, mess
     assert set_aside(edex(student("5", element))) == [("student", "5", tag, reason)]
 
 
-def test_bad_relation_sets_the_student_and_its_guardian_aside() -> None:
-    body = edex(student("5", "", guardian("V1", "oom", "Bos")))
+def test_bad_relation_sets_only_the_guardian_aside() -> None:
+    body = edex(student("5", "", guardian("V1", "oom", "Bos") + guardian("V2", "vader", "Bos")))
     assert set_aside(body) == [
-        ("student", "5", "relatie", "'oom' is not one of vader, moeder, verzorger, voogd, overig"),
-        ("guardian", "V1", "leerling", "its student 5 is set aside"),
+        ("guardian", "V1", "relatie", "'oom' is not one of vader, moeder, verzorger, voogd, overig")
     ]
+    read = read_edexml(body, today=TODAY)
+    assert [s.key for s in read.snapshot.students] == ["5"]  # the student is read
+    assert [g.key for g in read.snapshot.guardians] == ["V2"]
 
 
 def test_invalid_email_sets_the_record_aside_without_quoting_it() -> None:
@@ -419,20 +421,26 @@ def test_invalid_email_sets_the_record_aside_without_quoting_it() -> None:
     assert "kim.at.example.nl" not in str(read.kept) + str(read.warnings)
 
 
-def test_guardian_without_achternaam_sets_its_student_aside() -> None:
-    """The guardian block's schema requires achternaam (esis-protocol.md); the schema judges
-    the student's record as a whole, so the student is set aside with its guardians."""
+def test_guardian_without_achternaam_is_set_aside_alone() -> None:
+    """The guardian block's schema requires achternaam (esis-protocol.md); a guardian without
+    one is set aside on its own, and its student is read without it."""
     nameless = '<verzorger key="V1"><relatie>moeder</relatie><roepnaam></roepnaam></verzorger>'
-    assert set_aside(edex(student("1", "", nameless)))[0] == (
-        "student",
-        "1",
-        "roepnaam",
-        "is not expected here (expected: achternaam)",
-    )
+    assert set_aside(edex(student("1", "", nameless))) == [
+        ("guardian", "V1", "roepnaam", "is not expected here (expected: achternaam)")
+    ]
     bare = edex(student("1", "", '<verzorger key="V1"><relatie>moeder</relatie></verzorger>'))
-    assert set_aside(bare) == [
-        ("student", "1", "achternaam", "is missing"),
-        ("guardian", "V1", "leerling", "its student 1 is set aside"),
+    assert set_aside(bare) == [("guardian", "V1", "achternaam", "is missing")]
+    read = read_edexml(bare, today=TODAY)
+    assert [s.key for s in read.snapshot.students] == ["1"]
+    assert read.snapshot.guardians == []
+
+
+def test_a_student_with_its_own_bad_value_is_set_aside_with_its_guardians() -> None:
+    body = edex(student("5", "<geslacht>3</geslacht>", guardian("V1", "oom", "Bos")))
+    assert set_aside(body) == [
+        ("student", "5", "geslacht", "'3' is not one of 0, 1, 2, 9"),
+        ("student", "5", "relatie", "'oom' is not one of vader, moeder, verzorger, voogd, overig"),
+        ("guardian", "V1", "leerling", "its student 5 is set aside"),
     ]
 
 

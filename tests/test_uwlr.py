@@ -12,7 +12,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from app.esis import uwlr
+from app.esis import uwlr_transport
 from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.errors import FormatError
 from app.esis.schemas import EsisSnapshot, Relation
@@ -477,14 +477,14 @@ def test_ssl_context_key_file_is_private_encrypted_and_removed(
     conn: UwlrConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[tuple[Path, int, int, bytes]] = []
-    original = uwlr._write_private
+    original = uwlr_transport._write_private
 
     def spy(path: Path, data: bytes) -> None:
         original(path, data)
         modes = (stat.S_IMODE(path.stat().st_mode), stat.S_IMODE(path.parent.stat().st_mode))
         written.append((path, *modes, path.read_bytes()))
 
-    monkeypatch.setattr(uwlr, "_write_private", spy)
+    monkeypatch.setattr(uwlr_transport, "_write_private", spy)
     client_ssl_context(conn)
     assert len(written) == 2
     for path, mode, folder_mode, _ in written:

@@ -20,19 +20,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
+from app.coupling import contacts_repository as repo
+from app.coupling.contacts_apply import apply, fold, guardian_identity
 from app.coupling.contacts_csv import ContactFileError, ContactRow, read_contacts
-from app.coupling.models import ContactFile
-from app.db import begin_write, new_id, utcnow
+from app.db import begin_write
 from app.errors import Conflict, Unprocessable
 from app.esis.parsing import parse_snapshot
 from app.esis.schemas import Kind
-from app.events.service import Change, emit
-from app.provenance import Source
-from app.roster.models import Guardian, Student, StudentGuardian
 from app.schools import repository as schools
 from app.schools.models import CouplingState
 from app.sync.repository import latest_snapshot
@@ -51,18 +47,14 @@ class Candidate:
     birth_date: dt.date | None
 
 
-def _fold(text: str | None) -> str:
-    return " ".join((text or "").split()).casefold()
-
-
 def _names_match(row: ContactRow, c: Candidate) -> bool:
-    wanted = _fold(row.student_last_name)
+    wanted = fold(row.student_last_name)
     # A spreadsheet often writes the prefix in the last-name column ("de Vries").
-    if wanted not in (_fold(c.last_name), _fold(f"{c.name_prefix or ''} {c.last_name or ''}")):
+    if wanted not in (fold(c.last_name), fold(f"{c.name_prefix or ''} {c.last_name or ''}")):
         return False
     if row.student_given_name:
-        given = {_fold(c.given_name), _fold((c.first_names or "").split(" ")[0])}
-        return _fold(row.student_given_name) in given
+        given = {fold(c.given_name), fold((c.first_names or "").split(" ")[0])}
+        return fold(row.student_given_name) in given
     return True
 
 
@@ -104,13 +96,7 @@ def resolve(
 
 
 def _roster_candidates(session: Session, school_id: uuid.UUID, *, by_key: bool) -> list[Candidate]:
-    students = session.scalars(
-        select(Student).where(
-            col(Student.school_id) == school_id,
-            col(Student.deleted_at).is_(None),
-            col(Student.tombstoned_at).is_(None),
-        )
-    )
+    students = repo.live_students(session=session, school_id=school_id, tombstoned=False)
     return [
         Candidate(
             (s.esis_key or "") if by_key else str(s.id),
@@ -201,12 +187,15 @@ def import_contacts(
             )
         else:
             rows = [{**_stored(row), "student_key": ref} for row, ref in found]
-            session.execute(delete(ContactFile).where(col(ContactFile.school_id) == school_id))
-            session.add(ContactFile(school_id=school_id, rows=rows, uploaded_by=actor))
+            repo.keep_contact_file(
+                session=session, school_id=school_id, rows=rows, uploaded_by=actor
+            )
             result["applied"] = False
             result["stored_for_activation"] = True
             result["students"] = len({ref for _, ref in found})
-            result["guardians"] = len({_identity(row.guardian(), ref) for row, ref in found})
+            result["guardians"] = len(
+                {guardian_identity(row.guardian(), ref) for row, ref in found}
+            )
         if dry_run:
             session.rollback()
         else:
@@ -238,21 +227,8 @@ def _row_of(data: dict[str, Any]) -> ContactRow:
 
 def stored_rows(session: Session, school_id: uuid.UUID) -> list[dict[str, Any]]:
     """The kept file's rows (each with `student_key`), for readiness and activation."""
-    found = session.scalar(select(ContactFile).where(col(ContactFile.school_id) == school_id))
+    found = repo.contact_file(session=session, school_id=school_id)
     return list(found.rows) if found is not None else []
-
-
-def _identity(guardian: dict[str, Any], student: object) -> tuple[str, ...]:
-    """One guardian per e-mail address; without one, per name and phone for one student."""
-    if guardian.get("email"):
-        return ("email", _fold(guardian["email"]))
-    return (
-        "name",
-        _fold(guardian["last_name"]),
-        _fold(guardian.get("given_name") or guardian.get("initials")),
-        _fold(guardian.get("phone")),
-        str(student),
-    )
 
 
 def match_at_activation(
@@ -264,12 +240,7 @@ def match_at_activation(
         return None
     ids = {
         s.esis_key: s.id
-        for s in session.scalars(
-            select(Student).where(
-                col(Student.school_id) == school_id,
-                col(Student.deleted_at).is_(None),
-            )
-        )
+        for s in repo.live_students(session=session, school_id=school_id)
         if s.esis_key
     }
     entries = [(_row_of(r), ids[r["student_key"]]) for r in rows if r["student_key"] in ids]
@@ -284,196 +255,5 @@ def match_at_activation(
         for r in rows
         if r["student_key"] not in ids
     )
-    session.execute(delete(ContactFile).where(col(ContactFile.school_id) == school_id))
+    repo.drop_contact_file(session=session, school_id=school_id)
     return report
-
-
-def apply(
-    session: Session,
-    school_id: uuid.UUID,
-    entries: list[tuple[ContactRow, uuid.UUID]],
-    *,
-    actor: str,
-    run_id: uuid.UUID | None = None,
-) -> dict[str, Any]:
-    """Add or correct guardians and their links; every change an edit by `actor`."""
-    now = utcnow()
-    mark = {"by": actor, "at": now.isoformat()}
-    guardians = list(
-        session.scalars(
-            select(Guardian).where(
-                col(Guardian.school_id) == school_id,
-                col(Guardian.deleted_at).is_(None),
-            )
-        )
-    )
-    links = {
-        (link.student_id, link.guardian_id): link
-        for link in session.scalars(
-            select(StudentGuardian).where(
-                col(StudentGuardian.school_id) == school_id,
-                col(StudentGuardian.deleted_at).is_(None),
-            )
-        )
-    }
-    by_email = {_fold(g.email): g for g in guardians if g.email}
-    of_student: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for student, guardian_id in links:
-        of_student.setdefault(student, []).append(guardian_id)
-    by_id = {g.id: g for g in guardians}
-    report: dict[str, Any] = {"matched": [], "created": [], "updated": [], "unmatched": []}
-    changes: list[Change] = []
-    links_added = 0
-    chosen: dict[tuple[str, ...], Guardian] = {}
-    for row, student_id in entries:
-        values = row.guardian()
-        identity = _identity(values, student_id)
-        guardian = chosen.get(identity)
-        if guardian is None:
-            guardian, by = _match(values, student_id, by_email, by_id, of_student)
-            if guardian is None:
-                guardian = Guardian(
-                    school_id=school_id,
-                    id=new_id(),
-                    source=Source.CONTACTS.value,
-                    local_edits={f: mark for f, v in values.items() if v},
-                    created_at=now,
-                    updated_at=now,
-                    **values,
-                )
-                session.add(guardian)
-                if guardian.email:
-                    by_email[_fold(guardian.email)] = guardian
-                by_id[guardian.id] = guardian
-                changes.append(
-                    Change(
-                        "guardian",
-                        guardian.id,
-                        "created",
-                        {f: {"before": None, "after": v} for f, v in values.items() if v},
-                    )
-                )
-                report["created"].append(
-                    {
-                        "entity": "guardian",
-                        "id": str(guardian.id),
-                        "line": row.line,
-                        "source": Source.CONTACTS.value,
-                    }
-                )
-            else:
-                report["matched"].append(
-                    {
-                        "entity": "guardian",
-                        "id": str(guardian.id),
-                        "line": row.line,
-                        "by": by,
-                        "previous_source": guardian.source,
-                    }
-                )
-                _correct(guardian, values, mark, now, changes, report, row.line)
-            chosen[identity] = guardian
-        link = links.get((student_id, guardian.id))
-        if link is None:
-            link = StudentGuardian(
-                school_id=school_id,
-                id=new_id(),
-                student_id=student_id,
-                guardian_id=guardian.id,
-                relation=row.relation,
-                source=Source.CONTACTS.value,
-                local_edits={"relation": mark} if row.relation else {},
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(link)
-            links[(student_id, guardian.id)] = link
-            of_student.setdefault(student_id, []).append(guardian.id)
-            links_added += 1
-            changes.append(
-                Change(
-                    "student_guardian",
-                    link.id,
-                    "created",
-                    {
-                        "student_id": {"before": None, "after": str(student_id)},
-                        "guardian_id": {"before": None, "after": str(guardian.id)},
-                        "relation": {"before": None, "after": row.relation},
-                    },
-                )
-            )
-        elif row.relation and link.relation != row.relation:
-            changes.append(
-                Change(
-                    "student_guardian",
-                    link.id,
-                    "updated",
-                    {"relation": {"before": link.relation, "after": row.relation}},
-                )
-            )
-            link.relation = row.relation
-            link.local_edits = {**(link.local_edits or {}), "relation": mark}
-            link.updated_at = now
-    session.flush()
-    emit(
-        session=session,
-        school_id=school_id,
-        changes=changes,
-        source=Source.CONTACTS.value,
-        actor=actor,
-        sync_run_id=run_id,
-    )
-    report["counts"] = {
-        "matched": len(report["matched"]),
-        "created": len(report["created"]),
-        "updated": len(report["updated"]),
-        "links_added": links_added,
-        "unmatched": len(report["unmatched"]),
-    }
-    return report
-
-
-def _match(
-    values: dict[str, Any],
-    student_id: uuid.UUID,
-    by_email: dict[str, Guardian],
-    by_id: dict[uuid.UUID, Guardian],
-    of_student: dict[uuid.UUID, list[uuid.UUID]],
-) -> tuple[Guardian | None, str]:
-    if values.get("email") and _fold(values["email"]) in by_email:
-        return by_email[_fold(values["email"])], "email"
-    # Without a known address: one of this student's guardians with the same name.
-    given = _fold(values.get("given_name") or values.get("initials"))
-    for guardian_id in of_student.get(student_id, []):
-        g = by_id.get(guardian_id)
-        if g is None or _fold(g.last_name) != _fold(values["last_name"]):
-            continue
-        theirs = _fold(g.given_name or g.initials)
-        if not given or not theirs or theirs == given or theirs[:1] == given[:1]:
-            return g, "name"
-    return None, ""
-
-
-def _correct(
-    guardian: Guardian,
-    values: dict[str, Any],
-    mark: dict[str, str],
-    now: dt.datetime,
-    changes: list[Change],
-    report: dict[str, Any],
-    line: int,
-) -> None:
-    diff = {
-        f: {"before": getattr(guardian, f), "after": v}
-        for f, v in values.items()
-        if v and getattr(guardian, f) != v
-    }
-    if not diff:
-        return
-    for f, change in diff.items():
-        setattr(guardian, f, change["after"])
-    guardian.local_edits = {**(guardian.local_edits or {}), **dict.fromkeys(diff, mark)}
-    guardian.updated_at = now
-    guardian.version += 1
-    changes.append(Change("guardian", guardian.id, "updated", diff))
-    report["updated"].append({"id": str(guardian.id), "line": line, "fields": sorted(diff)})

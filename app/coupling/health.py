@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
 from app.config import Settings
-from app.coupling.health_models import ConnectionHealth
+from app.coupling import health_repository as repo
+from app.coupling.health_repository import SUCCESS
 from app.coupling.health_schemas import CertificateHealth, HealthPublic
 from app.coupling.models import EsisConnection
 from app.db import begin_write, utcnow
@@ -33,13 +32,6 @@ from app.sync.models import RunStatus, SyncRun
 
 CERT_THRESHOLDS = (30, 7, 1)
 MAX_BACKOFF_DAYS = 7
-SUCCESS = (
-    RunStatus.APPLIED.value,
-    RunStatus.STORED.value,
-    RunStatus.HELD.value,
-    RunStatus.NO_CHANGES.value,  # geenwijzigingen: ESIS answered, nothing new
-    RunStatus.REJECTED.value,  # held by the change guard, then rejected: ESIS did answer
-)
 
 
 class HealthState(StrEnum):
@@ -63,68 +55,16 @@ def backoff_days(consecutive: int, threshold: int) -> int:
     return min(int(2 ** max(1, consecutive - threshold + 1)), MAX_BACKOFF_DAYS)
 
 
-def _failures_since_success(
-    session: Session, school_ids: list[uuid.UUID], exclude_run: uuid.UUID | None = None
-) -> dict[uuid.UUID, tuple[int, dt.datetime, dt.datetime | None]]:
-    """Per school: failed pulls since its last success, the latest failure, that success."""
-    ok = (
-        select(col(SyncRun.school_id), func.max(col(SyncRun.started_at)).label("at"))
-        .where(
-            col(SyncRun.origin) == "pull",
-            col(SyncRun.status).in_(SUCCESS),
-            col(SyncRun.school_id).in_(school_ids),
-            *([col(SyncRun.id) != exclude_run] if exclude_run is not None else []),
-        )
-        .group_by(col(SyncRun.school_id))
-        .subquery()
-    )
-    fetched = col(ConnectionHealth.last_success_at)
-    query = (
-        select(
-            col(SyncRun.school_id),
-            func.count(),
-            func.max(col(SyncRun.started_at)),
-            func.max(ok.c.at),
-        )
-        .outerjoin(ok, ok.c.school_id == col(SyncRun.school_id))
-        .outerjoin(ConnectionHealth, col(ConnectionHealth.school_id) == col(SyncRun.school_id))
-        .where(
-            col(SyncRun.origin) == "pull",
-            col(SyncRun.status) == RunStatus.FAILED.value,
-            col(SyncRun.school_id).in_(school_ids),
-            (ok.c.at.is_(None)) | (col(SyncRun.started_at) > ok.c.at),
-            fetched.is_(None) | (col(SyncRun.started_at) > fetched),
-        )
-        .group_by(col(SyncRun.school_id))
-    )
-    return {s: (int(n), last, success) for s, n, last, success in session.execute(query)}
-
-
 def health_of(*, session: Session, settings: Settings, school_id: uuid.UUID) -> Health:
-    failures = _failures_since_success(session, [school_id]).get(school_id)
-    last_ok = session.scalar(
-        select(func.max(col(SyncRun.started_at))).where(
-            col(SyncRun.school_id) == school_id,
-            col(SyncRun.origin) == "pull",
-            col(SyncRun.status).in_(SUCCESS),
-        )
-    )
-    seen = session.get(ConnectionHealth, school_id)
+    failures = repo.failures_since_success(session, [school_id]).get(school_id)
+    last_ok = repo.last_pull_success(session=session, school_id=school_id)
+    seen = repo.health_row(session=session, school_id=school_id)
     if seen is not None and seen.last_success_at is not None:
         last_ok = max(last_ok, seen.last_success_at) if last_ok else seen.last_success_at
     if failures is None:
         return Health(HealthState.HEALTHY, 0, last_ok, None, None, None)
     count, last_failure, _ = failures
-    error = session.scalar(
-        select(SyncRun.error)
-        .where(
-            col(SyncRun.school_id) == school_id,
-            col(SyncRun.origin) == "pull",
-            col(SyncRun.status) == RunStatus.FAILED.value,
-        )
-        .order_by(col(SyncRun.started_at).desc())
-        .limit(1)
-    )
+    error = repo.last_pull_error(session=session, school_id=school_id)
     threshold = settings.pull_quarantine_failures
     if count < threshold:
         return Health(HealthState.FAILING, count, last_ok, last_failure, error, None)
@@ -143,7 +83,9 @@ def backed_off(
     threshold = settings.pull_quarantine_failures
     today = now.astimezone(settings.tz).date()
     waiting = set()
-    for school_id, (count, last_failure, _) in _failures_since_success(session, school_ids).items():
+    for school_id, (count, last_failure, _) in repo.failures_since_success(
+        session, school_ids
+    ).items():
         if count < threshold:
             continue
         next_on = last_failure.astimezone(settings.tz).date() + dt.timedelta(
@@ -159,11 +101,9 @@ def note_pull(*, sessions: sessionmaker[Session], settings: Settings, run: SyncR
     threshold = settings.pull_quarantine_failures
     with sessions() as session:
         begin_write(session)
-        connection_id = session.scalar(
-            select(EsisConnection.id).where(EsisConnection.school_id == run.school_id)
-        )
+        connection_id = repo.connection_id(session=session, school_id=run.school_id)
         if run.status == RunStatus.FAILED.value:
-            found = _failures_since_success(session, [run.school_id]).get(run.school_id)
+            found = repo.failures_since_success(session, [run.school_id]).get(run.school_id)
             if found is not None and found[0] == threshold:
                 emit(
                     session=session,
@@ -184,13 +124,10 @@ def note_pull(*, sessions: sessionmaker[Session], settings: Settings, run: SyncR
                     ],
                 )
         elif run.status in SUCCESS:
-            found = _failures_since_success(session, [run.school_id], exclude_run=run.id).get(
+            found = repo.failures_since_success(session, [run.school_id], exclude_run=run.id).get(
                 run.school_id
             )
-            seen = session.get(ConnectionHealth, run.school_id)
-            if seen is None:
-                seen = ConnectionHealth(school_id=run.school_id)
-                session.add(seen)
+            seen = repo.health_row_to_write(session=session, school_id=run.school_id)
             seen.last_success_at = utcnow()
             if found is not None and found[0] >= threshold:
                 emit(
@@ -217,22 +154,13 @@ def check_certificates(*, sessions: sessionmaker[Session], now: dt.datetime | No
     written = 0
     with sessions() as session:
         horizon = now + dt.timedelta(days=max(CERT_THRESHOLDS))
-        due = list(
-            session.execute(
-                select(
-                    EsisConnection.school_id, EsisConnection.id, EsisConnection.cert_not_after
-                ).where(col(EsisConnection.cert_not_after) <= horizon)
-            )
-        )
+        due = repo.certificates_ending_before(session=session, horizon=horizon)
     for school_id, connection_id, not_after in due:
         left = not_after - now
         threshold = min(t for t in CERT_THRESHOLDS if left <= dt.timedelta(days=t))
         with sessions() as session:
             begin_write(session)
-            seen = session.get(ConnectionHealth, school_id)
-            if seen is None:
-                seen = ConnectionHealth(school_id=school_id)
-                session.add(seen)
+            seen = repo.health_row_to_write(session=session, school_id=school_id)
             if seen.cert_not_after != not_after:  # a new certificate: warn afresh
                 seen.cert_not_after, seen.cert_warned_days = not_after, None
             if seen.cert_warned_days is not None and seen.cert_warned_days <= threshold:

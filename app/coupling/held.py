@@ -10,8 +10,8 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
 
+from app.coupling import repository
 from app.db import utcnow, write_transaction
 from app.errors import Conflict, NotFound
 from app.esis.parsing import parse_snapshot
@@ -66,7 +66,7 @@ def decide(
     """Confirm (apply, planned afresh) or reject a run the change guard held."""
     with write_transaction(sessions) as session:
         school = schools.lock(session=session, school_id=school_id)
-        run = session.get(SyncRun, (school_id, run_id))
+        run = repository.run_of(session=session, school_id=school_id, run_id=run_id)
         if run is None:
             raise NotFound(f"no sync run {run_id}")
         if run.status != RunStatus.HELD.value or not (run.report or {}).get("guard"):
@@ -75,7 +75,9 @@ def decide(
                 run_id=str(run_id),
             )
         assert run.snapshot_id is not None
-        snapshot = session.get_one(Snapshot, (school_id, run.snapshot_id))
+        snapshot = repository.snapshot_of(
+            session=session, school_id=school_id, snapshot_id=run.snapshot_id
+        )
         decision = {"by": actor, "at": utcnow().isoformat(), "confirmed": confirm}
         if not confirm:
             run.status = RunStatus.REJECTED.value
@@ -108,14 +110,8 @@ def _check_current(session: Session, school: School, run: SyncRun, snapshot: Sna
             f"the school is in {school.current_school_year} now; this snapshot is of "
             f"{snapshot.school_year}: reject it"
         )
-    newer = session.scalar(
-        select(SyncRun.id)
-        .where(
-            SyncRun.school_id == school.id,
-            SyncRun.status == RunStatus.APPLIED.value,
-            col(SyncRun.started_at) > run.started_at,
-        )
-        .limit(1)
+    newer = repository.applied_after(
+        session=session, school_id=school.id, started_at=run.started_at
     )
     if newer is not None:
         raise Conflict(

@@ -1,6 +1,7 @@
 """The coupling's queries: signing secrets, the ESIS connection and its daily-pull lease,
 stored EDEXml files, the live rows the export writes, and a snapshot's receipt (replays, the
-rate, recovery and the budget of refused bodies; the way itself is `receive.py`)."""
+rate, recovery and the budget of refused bodies; the way itself is `receive.py`), and the
+runs the change guard held (`held.py`)."""
 
 from __future__ import annotations
 
@@ -265,3 +266,29 @@ def prune_refused_bodies(
             .values(body=b"")
         )
     return len(emptied)
+
+
+# --- runs the change guard held (`held.py`) ------------------------------------------------
+
+
+def run_of(*, session: Session, school_id: uuid.UUID, run_id: uuid.UUID) -> SyncRun | None:
+    return session.get(SyncRun, (school_id, run_id))
+
+
+def snapshot_of(*, session: Session, school_id: uuid.UUID, snapshot_id: uuid.UUID) -> Snapshot:
+    return session.get_one(Snapshot, (school_id, snapshot_id))
+
+
+def applied_after(
+    *, session: Session, school_id: uuid.UUID, started_at: dt.datetime
+) -> uuid.UUID | None:
+    """A run applied that started after `started_at`, if any."""
+    return session.scalar(
+        select(SyncRun.id)
+        .where(
+            SyncRun.school_id == school_id,
+            SyncRun.status == RunStatus.APPLIED.value,
+            col(SyncRun.started_at) > started_at,
+        )
+        .limit(1)
+    )

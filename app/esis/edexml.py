@@ -8,31 +8,44 @@ or national ids, which are not even read.
 The document is parsed safely and validated against the shipped XSDs by
 `app.esis.edexml_validate.validate_edexml`, which streams: this reader is its visitor and maps
 each record once it is valid, before it is dropped from memory. A document with any problem
-is refused as a whole, with every problem found (up to 50).
+is refused as a whole, with every problem found (up to 50), but for a record with a value
+that cannot be used, which is set aside (`leniency.py`). The pieces the models are built
+with (a record's values and their lines, the value conversions, the compaction of a large
+read, the warnings) are `edexml_nodes.py`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from lxml import etree
-from pydantic import BaseModel, ValidationError
 
+from app.esis.edexml_nodes import (
+    AMSTERDAM,
+    Compactor,
+    Invalid,
+    Node,
+    ValidationProblems,
+    Warnings,
+    key_of,
+    parse_date,
+    parse_datetime,
+    parse_gender,
+    parse_relation,
+    parse_year_level,
+    same_values,
+    source_line,
+    tag_of,
+    text_of,
+)
 from app.esis.edexml_validate import Problem, unprocessable, validate_edexml
 from app.esis.leniency import KeptRecord, set_aside_dependents
 from app.esis.schemas import (
     ALL_KINDS,
     EsisSnapshot,
-    Gender,
     GuardianOf,
     Kind,
-    Relation,
     SnapshotGroup,
     SnapshotGuardian,
     SnapshotSchool,
@@ -40,11 +53,9 @@ from app.esis.schemas import (
     SnapshotStudent,
     derive_scope,
 )
-from app.esis.vocabulary import GENDERS, NON_NUMERIC_YEAR_LEVELS, RELATIONS
 
 __all__ = ["EdexmlRead", "read_edexml"]
 
-AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 GUARDIAN_BLOCK = "VerzorgersGegevensType"
 GROUP_TAGS = ("groep", "samengestelde_groep")
@@ -62,42 +73,8 @@ RECORD_KIND = {
     "leerling": Kind.STUDENTS,
     "leerkracht": Kind.STAFF,
 }
-# Shared by every GuardianOf (see _Compactor); the models are frozen.
+# Shared by every GuardianOf (see Compactor); the models are frozen.
 LINK_FIELDS = {"student", "relation"}
-# Warnings of one kind listed one by one; more are counted in one summary warning, so that a
-# board export with thousands of left students does not make a report of thousands of lines.
-MAX_WARNINGS_PER_KIND = 20
-
-# The EDEXml element a model field comes from, for messages about a missing value.
-FIELD_ELEMENTS = {
-    "brin": "brincode",
-    "branch": "dependancecode",
-    "school_year": "schooljaar",
-    "generated_at": "aanmaakdatum",
-    "key": "@key",
-    "name": "naam",
-    "description": "omschrijving",
-    "last_name": "achternaam",
-    "name_prefix": "voorvoegsel",
-    "first_names": "voornamen",
-    "initials": "voorletters-1",
-    "given_name": "roepnaam",
-    "birth_date": "geboortedatum",
-    "gender": "geslacht",
-    "year_level": "jaargroep",
-    "email": "emailadres",
-    "phone": "telefoonnummer",
-    "group": "groep",
-    "composite_groups": "samengestelde_groepen",
-    "roles": "rol",
-    "groups": "groepen",
-    "students": "leerling",
-}
-
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:Z|[+-]\d{2}:\d{2})?$")
-_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
-
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -108,232 +85,18 @@ class EdexmlRead:
     kept: list[KeptRecord] = field(default_factory=list)
 
 
-class _Invalid(Exception):
-    """One problem in the document, with the line it is on (and the element, when one)."""
-
-    def __init__(self, line: int | None, where: str, message: str, tag: str = "") -> None:
-        super().__init__(message)
-        self.problem = Problem(line, where, message)
-        self.tags = [(tag, message.removeprefix(f"{tag} ") if tag else message)]
-
-
-def _line(el: etree._Element) -> int | None:
-    line = el.sourceline  # lxml-stubs type this attribute badly
-    return line if isinstance(line, int) else None
-
-
-def _text(el: etree._Element | None) -> str | None:
-    """The element's stripped text; whitespace-only or missing counts as absent."""
-    if el is None:
-        return None
-    if len(el) == 0:  # a leaf, as every simple-typed element of a valid document is
-        value = el.text or ""
-    else:
-        value = "".join(t for t in el.itertext() if isinstance(t, str))
-    return value.strip() or None
-
-
-class _Compactor:
-    """Makes the models of one read smaller: a board export holds ~250,000 of them.
-
-    After a model is validated it is rebuilt with `model_construct` from its own validated
-    values (so nothing changes but object identity), sharing equal values of fields that
-    repeat (names, group keys, birth dates) and one `__pydantic_fields_set__` per set of
-    given fields (pydantic keeps a new set in every instance otherwise; the models are
-    frozen, so the shared sets never change). The table of shared values is bounded: the
-    common values come early, and unique ones would only fill it.
-    """
-
-    SHARED = frozenset(
-        {"last_name", "name_prefix", "initials", "given_name", "birth_date", "group", "name"}
-    )
-    MAX_SHARED = 20_000
-
-    def __init__(self) -> None:
-        self.values: dict[Any, Any] = {}
-        self.fields: dict[frozenset[str], set[str]] = {}
-
-    def share(self, value: Any) -> Any:
-        known = self.values.get(value)
-        if known is not None:
-            return known
-        if len(self.values) < self.MAX_SHARED:
-            self.values[value] = value
-        return value
-
-    def __call__(self, model: M) -> M:
-        values = dict(model.__dict__)
-        for name in self.SHARED.intersection(values):
-            if values[name] is not None:
-                values[name] = self.share(values[name])
-        if groups := values.get("composite_groups"):
-            values["composite_groups"] = [self.share(g) for g in groups]
-        given = model.__pydantic_fields_set__
-        shared = self.fields.setdefault(frozenset(given), set(given))
-        return type(model).model_construct(_fields_set=shared, **values)
-
-
-class _Node:
-    """Collects one model's values from one element, remembering where each came from."""
-
-    def __init__(self, el: etree._Element, where: str) -> None:
-        # The first child of each name: what `find(tag)` gives, for a lookup per field.
-        self.children: dict[str, etree._Element] = {}
-        for child in el:
-            self.children.setdefault(str(child.tag), child)
-        self.line = _line(el)
-        self.where = where
-        self.values: dict[str, Any] = {}
-        self.sources: dict[str, tuple[str, int | None]] = {}
-
-    def value(self, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
-        """Child `tag`'s value (converted), or None when it is absent."""
-        return self._lookup(tag, convert)[0]
-
-    def put(self, name: str, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
-        """Sets field `name` from child `tag`, if present; returns the value."""
-        value, line = self._lookup(tag, convert)
-        if value is not None:
-            self.values[name] = value
-            self.sources[name] = (tag, line)
-        return value
-
-    def _lookup(self, tag: str, convert: Callable[[str], Any] | None) -> tuple[Any, int | None]:
-        child = self.children.get(tag)
-        text = _text(child)
-        if text is None or child is None:
-            return None, None
-        try:
-            return (convert(text) if convert is not None else text), _line(child)
-        except ValueError as exc:
-            raise _Invalid(_line(child), self.where, f"{tag} {exc}", tag) from None
-
-    def build(self, model: type[M], compact: _Compactor | None = None) -> M:
-        try:
-            built = model.model_validate(self.values)
-        except ValidationError as exc:
-            raise _ValidationProblems(self, exc) from None
-        return built if compact is None else compact(built)
-
-
-class _ValidationProblems(Exception):
-    def __init__(self, node: _Node, exc: ValidationError) -> None:
-        super().__init__("invalid values")
-        self.problems: list[Problem] = []
-        self.tags: list[tuple[str, str]] = []
-        # include_input=False: the offending value may be a name or an e-mail address.
-        for err in exc.errors(include_url=False, include_input=False):
-            name = str(err["loc"][0]) if err["loc"] else ""
-            tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), node.line))
-            self.problems.append(_Invalid(line, node.where, f"{tag}: {err['msg']}").problem)
-            self.tags.append((tag, err["msg"]))
-
-
-def _date(text: str) -> dt.date:
-    match = _DATE.match(text)
-    try:
-        if match is None:
-            raise ValueError
-        return dt.date.fromisoformat(match.group(1))
-    except ValueError:
-        raise ValueError(f"'{text[:32]}' is not a date") from None
-
-
-def _datetime(text: str) -> dt.datetime:
-    """An xs:dateTime; without a zone it is local time in the Netherlands."""
-    match = _DATETIME.match(text)
-    try:
-        if match is None:
-            raise ValueError
-        base, fraction, zone = match.groups()
-        micro = (fraction or ".0")[1:7].ljust(6, "0")
-        value = dt.datetime.fromisoformat(
-            f"{base}.{micro}{'+00:00' if zone == 'Z' else zone or ''}"
-        )
-    except ValueError:
-        raise ValueError(f"'{text[:40]}' is not a date and time") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=AMSTERDAM)
-
-
-def _year_level(text: str) -> int | None:
-    if text.upper() in NON_NUMERIC_YEAR_LEVELS:
-        return None
-    if text.isascii() and text.isdigit():
-        return int(text)
-    raise ValueError(f"'{text[:16]}' is not a jaargroep code")
-
-
-def _gender(text: str) -> Gender:
-    if text not in GENDERS:
-        raise ValueError(f"'{text[:16]}' is not one of 0, 1, 2, 9")
-    return GENDERS[text]
-
-
-def _relation(text: str) -> Relation:
-    if text.lower() not in RELATIONS:
-        raise ValueError(f"'{text[:32]}' is not one of {', '.join(RELATIONS)}")
-    return RELATIONS[text.lower()]
-
-
-def _tag_of(message: str) -> tuple[str, str]:
-    """(element, reason) of a schema problem: "geboortedatum '2019-02-30' is not a date"."""
-    head, _, rest = message.partition(" ")
-    head = head.rstrip(":")
-    return (
-        (head, rest) if rest and head.replace("_", "").replace("-", "").isalnum() else ("", message)
-    )
-
-
-def _key(el: etree._Element, where: str) -> str:
-    key = (el.get("key") or "").strip()
-    if not key:
-        raise _Invalid(_line(el), where, f"{el.tag} has no key")
-    return key
-
-
-def _same_values(model: SnapshotGuardian, values: dict[str, Any]) -> bool:
-    """Whether a later occurrence of a guardian says what its first one (`model`) said."""
-    given = {name: value for name, value in model.__dict__.items() if value is not None}
-    given.pop("students", None)
-    return given == values
-
-
-@dataclass
-class _Warnings:
-    """Warnings in document order; at most MAX_WARNINGS_PER_KIND of each kind."""
-
-    items: list[str] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-    summaries: dict[str, str] = field(default_factory=dict)
-
-    def add(self, kind: str, text: str, summary: str) -> None:
-        """`summary` is formatted with `n`, the number of warnings left out."""
-        self.counts[kind] += 1
-        if self.counts[kind] <= MAX_WARNINGS_PER_KIND:
-            self.items.append(text)
-        else:
-            self.summaries.setdefault(kind, summary)
-
-    def all(self) -> list[str]:
-        extra = [
-            summary.format(n=self.counts[kind] - MAX_WARNINGS_PER_KIND)
-            for kind, summary in self.summaries.items()
-        ]
-        return self.items + extra
-
-
 class _Reader:
     """The visitor of `validate_edexml`: maps each valid record onto the snapshot's models."""
 
     def __init__(self, today: dt.date) -> None:
         self.today = today
-        self.warnings = _Warnings()
+        self.warnings = Warnings()
         # Each guardian is built and validated at its first occurrence, whose values win; the
         # links of later occurrences are appended to its `students` list while the document is
         # read (the model is frozen to its users, who only get it afterwards).
         self.guardians: dict[str, SnapshotGuardian] = {}
         self.bad_guardians: set[str] = set()  # refused at their first occurrence
-        self.compact = _Compactor()
+        self.compact = Compactor()
         self.school_model: SnapshotSchool | None = None
         self.groups: list[SnapshotGroup] = []
         self.students: list[SnapshotStudent] = []
@@ -363,8 +126,8 @@ class _Reader:
                 self.student(element)
             elif kind == "leerkracht":
                 self.staff_member(element)
-        except (_Invalid, _ValidationProblems) as exc:
-            problems = [exc.problem] if isinstance(exc, _Invalid) else exc.problems
+        except (Invalid, ValidationProblems) as exc:
+            problems = [exc.problem] if isinstance(exc, Invalid) else exc.problems
             entity = KEPT_ENTITY.get(kind)
             key = (element.get("key") or "").strip()
             if entity is None or not key:
@@ -375,12 +138,21 @@ class _Reader:
         return []
 
     def set_aside(self, kind: str, element: etree._Element, problems: list[Problem]) -> bool:
+        if kind == "verzorger":
+            # One guardian of a student the schema refuses: set aside alone (with its links);
+            # its other occurrences are skipped, as for a value the reader refuses.
+            key = (element.get("key") or "").strip()
+            if not key:
+                return False
+            self.bad_guardians.add(key)
+            self.keep("guardian", key, [tag_of(p.message) for p in problems])
+            return True
         entity = KEPT_ENTITY.get(kind)
         key = (element.get("key") or "").strip()
         if entity is None or not key:
             return False
         self.present.add(RECORD_KIND[kind].value)
-        self.keep(entity, key, [_tag_of(p.message) for p in problems])
+        self.keep(entity, key, [tag_of(p.message) for p in problems])
         if entity == "student":
             self.keep_guardians_of(element, key)
         return True
@@ -437,7 +209,7 @@ class _Reader:
                 )
         return found
 
-    def names(self, node: _Node, *, initials: str = "voorletters-1") -> None:
+    def names(self, node: Node, *, initials: str = "voorletters-1") -> None:
         if node.put("last_name", "achternaam") is None and node.value("roepnaam") is not None:
             # EDEXml allows a roepnaam alone; the model needs a last name.
             node.put("last_name", "roepnaam")
@@ -452,12 +224,12 @@ class _Reader:
         node.put("email", "emailadres")
 
     def school(self, el: etree._Element) -> None:
-        node = _Node(el, "school")
+        node = Node(el, "school")
         if node.put("brin", "brincode") is None and el.find("instellingsnummer") is not None:
             raise unprocessable(
                 [
                     Problem(
-                        _line(el),
+                        source_line(el),
                         "school",
                         "brincode is missing (instellingsnummer, the "
                         "Flemish school number, is not supported)",
@@ -466,28 +238,28 @@ class _Reader:
             )
         node.put("branch", "dependancecode")
         node.put("school_year", "schooljaar")
-        node.put("generated_at", "aanmaakdatum", _datetime)
+        node.put("generated_at", "aanmaakdatum", parse_datetime)
         self.blocks(el, "school")
         try:
             self.school_model = node.build(SnapshotSchool)
-        except _ValidationProblems as exc:
+        except ValidationProblems as exc:
             raise unprocessable(exc.problems) from None
 
     def group(self, el: etree._Element) -> None:
-        key = _key(el, el.tag)
-        node = _Node(el, f"{el.tag} key={key}")
+        key = key_of(el, el.tag)
+        node = Node(el, f"{el.tag} key={key}")
         node.values.update(key=key, is_composite=el.tag == "samengestelde_groep")
         node.put("name", "naam")
         node.put("description", "omschrijving")
         if el.tag == "groep":
-            node.put("year_level", "jaargroep", _year_level)
+            node.put("year_level", "jaargroep", parse_year_level)
         self.blocks(el, node.where)
         self.groups.append(node.build(SnapshotGroup, self.compact))
 
     def student(self, el: etree._Element) -> None:
-        key = _key(el, "leerling")
-        node = _Node(el, f"leerling key={key}")
-        left = node.value("uitstroomdatum", _date)
+        key = key_of(el, "leerling")
+        node = Node(el, f"leerling key={key}")
+        left = node.value("uitstroomdatum", parse_date)
         if left is not None and left <= self.today:
             self.warnings.add(
                 "left",
@@ -498,13 +270,13 @@ class _Reader:
         node.values["key"] = key
         self.names(node)
         node.put("first_names", "voornamen")
-        node.put("birth_date", "geboortedatum", _date)
-        node.put("gender", "geslacht", _gender)
-        node.put("year_level", "jaargroep", _year_level)
+        node.put("birth_date", "geboortedatum", parse_date)
+        node.put("gender", "geslacht", parse_gender)
+        node.put("year_level", "jaargroep", parse_year_level)
         if (group := el.find("groep")) is not None:
-            node.values["group"] = _key(group, node.where)
+            node.values["group"] = key_of(group, node.where)
         node.values["composite_groups"] = [
-            _key(ref, node.where)
+            key_of(ref, node.where)
             for ref in el.iterfind("samengestelde_groepen/samengestelde_groep")
         ]
         student = node.build(SnapshotStudent, self.compact)
@@ -516,11 +288,11 @@ class _Reader:
     def guardian_block(self, blok: etree._Element, student: str, student_where: str) -> None:
         """`student` is the key of the student model, shared by its links."""
         for el in blok.iterfind("verzorger"):
-            key = _key(el, f"verzorger in {student_where}")
-            node = _Node(el, f"verzorger key={key}")
+            key = key_of(el, f"verzorger in {student_where}")
+            node = Node(el, f"verzorger key={key}")
             try:
-                relation = node.value("relatie", _relation)
-            except _Invalid as exc:
+                relation = node.value("relatie", parse_relation)
+            except Invalid as exc:
                 self.bad_guardians.add(key)
                 self.keep("guardian", key, exc.tags)
                 continue
@@ -538,7 +310,7 @@ class _Reader:
                 node.values["students"] = [link]
                 try:
                     model = node.build(SnapshotGuardian, self.compact)
-                except _ValidationProblems as exc:
+                except ValidationProblems as exc:
                     self.bad_guardians.add(key)
                     self.keep("guardian", key, exc.tags)  # the student is read still
                     continue
@@ -547,7 +319,7 @@ class _Reader:
             if any(known_link.student == student for known_link in known.students):
                 continue
             known.students.append(link)
-            if not _same_values(known, node.values):
+            if not same_values(known, node.values):
                 self.warnings.add(
                     "guardian",
                     f"verzorger key={key} in {student_where} differs from its first "
@@ -556,18 +328,18 @@ class _Reader:
                 )
 
     def staff_member(self, el: etree._Element) -> None:
-        key = _key(el, "leerkracht")
-        node = _Node(el, f"leerkracht key={key}")
+        key = key_of(el, "leerkracht")
+        node = Node(el, f"leerkracht key={key}")
         node.values.update(key=key, active=True)
         self.names(node)
         # EDEXml 2.1 also puts roles on a group assignment; the model has one list. A free
         # text role (rolomschrijving) is a role too.
         role_tags = ("rol", "rolomschrijving")
-        roles = [_text(rol) for rol in el if rol.tag in role_tags]
+        roles = [text_of(rol) for rol in el if rol.tag in role_tags]
         refs = [ref for ref in el.iterfind("groepen/*") if ref.tag in GROUP_TAGS]
-        roles += [_text(rol) for ref in refs for rol in ref if rol.tag in role_tags]
+        roles += [text_of(rol) for ref in refs for rol in ref if rol.tag in role_tags]
         node.values["roles"] = list(dict.fromkeys(r for r in roles if r))
-        node.values["groups"] = list(dict.fromkeys(_key(ref, node.where) for ref in refs))
+        node.values["groups"] = list(dict.fromkeys(key_of(ref, node.where) for ref in refs))
         self.blocks(el, node.where)
         self.staff.append(node.build(SnapshotStaff, self.compact))
 

@@ -103,7 +103,8 @@ class EdexmlVisitor(Protocol):
 
     def set_aside(self, kind: str, element: etree._Element, problems: list[Problem]) -> bool:
         """A record the schema refuses for its values: whether the visitor sets it aside
-        (leniency per record) instead of the document being refused."""
+        (leniency per record) instead of the document being refused. `kind` is the record's
+        tag, or `verzorger` for one guardian of a student whose only problems are in it."""
         ...
 
 
@@ -322,6 +323,9 @@ class _Run:
         self.skip_blocks(el, where)
         schema = self.schema()
         problems = [] if schema.validate(el) else self.schema_problems(schema, el)
+        if problems and self.set_aside_guardians(el, problems):
+            # Only its guardians were refused, and they are set aside: the rest is read on.
+            problems = [] if schema.validate(el) else self.schema_problems(schema, el)
         identity = self.identity(el, where, valid=not problems)
         if (
             problems
@@ -334,6 +338,29 @@ class _Run:
         if not problems and self.visitor is not None:
             problems = self.visitor.item(str(el.tag), el, where)
         self.add(problems)
+
+    def set_aside_guardians(self, el: etree._Element, problems: list[Problem]) -> bool:
+        """Leniency per record inside a student: when every problem lies in its guardians
+        (each with a key), each is offered to the visitor on its own (`set_aside("verzorger",
+        ...)`); those it sets aside are removed, and the student is checked again without
+        them. A student's own problems still set the student aside (with its guardians)."""
+        if el.tag != "leerling" or self.visitor is None:
+            return False
+        parts: dict[str, list[Problem]] = {}
+        for problem in problems:
+            if not problem.where.startswith("verzorger key="):
+                return False
+            parts.setdefault(problem.where, []).append(problem)
+        found = [v for v in el.iterfind("toevoegingen/blok/verzorger") if label(v) in parts]
+        if {label(v) for v in found} != set(parts):
+            return False
+        if not all(self.visitor.set_aside("verzorger", v, parts[label(v)]) for v in found):
+            return False
+        for guardian in found:
+            parent = guardian.getparent()
+            if parent is not None:
+                parent.remove(guardian)
+        return True
 
     def skip_blocks(self, el: etree._Element, where: str) -> None:
         known = known_block_types(self.version)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.errors import DomainError
-from app.events.models import Event
+from app.feed import repository
 from app.pagination import encode_cursor
 
 RESYNC_FROM = ["groups", "students", "guardians", "staff"]
@@ -30,23 +29,11 @@ class FeedCompacted(DomainError):
 def compact(*, session: Session, retention_days: int, now: dt.datetime | None = None) -> int:
     """Delete events older than the window (all schools), keeping each school's newest."""
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
-    event = Event.__table__  # type: ignore[attr-defined]
-    newest = event.alias("newest")
-    latest = (
-        select(func.max(newest.c.seq))
-        .where(newest.c.school_id == event.c.school_id)
-        .scalar_subquery()
-    )
-    result = session.execute(
-        delete(event).where(event.c.occurred_at < cutoff, event.c.seq < latest)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return repository.delete_events_before(session=session, cutoff=cutoff)
 
 
 def oldest_kept(*, session: Session, school_id: uuid.UUID) -> int | None:
-    event = Event.__table__  # type: ignore[attr-defined]
-    value = session.scalar(select(func.min(event.c.seq)).where(event.c.school_id == school_id))
-    return None if value is None else int(value)
+    return repository.oldest_seq(session=session, school_id=school_id)
 
 
 def check_reachable(*, session: Session, school_id: uuid.UUID, after: int) -> None:

@@ -5,48 +5,36 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import metadata, new_id, utcnow
+from app.db import new_id, utcnow
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events.service import Change, emit
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
-from app.roster.etags import check_if_match
-from app.roster.schemas import (
+from app.roster import arrangements_repository as repo
+from app.roster.arrangements_schemas import (
     ClassArrangementCreate,
     ClassArrangementPublic,
     ClassArrangementUpdate,
     Placement,
 )
+from app.roster.etags import check_if_match
 from app.schools import repository as schools
-
-ARR = metadata.tables["class_arrangement"]
-PLACE = metadata.tables["class_placement"]
-STUDENT = metadata.tables["student"]
 
 
 def _row(session: Session, school_id: uuid.UUID, arrangement_id: uuid.UUID) -> dict[str, Any]:
-    row = (
-        session.execute(select(ARR).where(ARR.c.school_id == school_id, ARR.c.id == arrangement_id))
-        .mappings()
-        .one_or_none()
-    )
+    row = repo.arrangement_row(session=session, school_id=school_id, arrangement_id=arrangement_id)
     if row is None:
         raise NotFound(f"no class arrangement {arrangement_id} at this school")
-    return dict(row)
+    return row
 
 
 def public(session: Session, rows: list[dict[str, Any]]) -> list[ClassArrangementPublic]:
     ids = [r["id"] for r in rows]
     placements: dict[uuid.UUID, list[Placement]] = {i: [] for i in ids}
     if ids:
-        for p in session.execute(
-            select(PLACE)
-            .where(PLACE.c.arrangement_id.in_(ids))
-            .order_by(PLACE.c.class_name, PLACE.c.student_id)
-        ).mappings():
+        for p in repo.placements_of(session=session, arrangement_ids=ids):
             placements[p["arrangement_id"]].append(
                 Placement(student_id=p["student_id"], class_name=p["class_name"])
             )
@@ -77,17 +65,15 @@ def get(
 def list_all(
     *, session: Session, school_id: uuid.UUID, deleted: bool, limit: int, cursor: str | None
 ) -> tuple[list[ClassArrangementPublic], str | None]:
-    query = select(ARR).where(
-        ARR.c.school_id == school_id,
-        ARR.c.deleted_at.is_not(None) if deleted else ARR.c.deleted_at.is_(None),
-    )
+    after = None
     if cursor is not None:
         try:
             after = uuid.UUID(str(decode_cursor(cursor)))
         except ValueError:
             raise invalid_cursor() from None
-        query = query.where(ARR.c.id > after)
-    rows = [dict(r) for r in session.execute(query.order_by(ARR.c.id).limit(limit + 1)).mappings()]
+    rows = repo.arrangement_rows(
+        session=session, school_id=school_id, deleted=deleted, after=after, limit=limit + 1
+    )
     next_cursor = encode_cursor(str(rows[limit - 1]["id"])) if len(rows) > limit else None
     return public(session, rows[:limit]), next_cursor
 
@@ -98,40 +84,28 @@ def _place(
     students = [p.student_id for p in placements]
     if len(set(students)) != len(students):
         raise Unprocessable("placements: a student is placed twice")
-    found = set(
-        session.scalars(
-            select(STUDENT.c.id).where(
-                STUDENT.c.school_id == school_id,
-                STUDENT.c.id.in_(students),
-                STUDENT.c.deleted_at.is_(None),
-            )
-        )
-    )
+    found = repo.live_students(session=session, school_id=school_id, student_ids=students)
     unknown = [str(s) for s in students if s not in found]
     if unknown:
         raise Unprocessable(
             f"placements: no student {unknown[0]} at this school",
             errors=[{"field": "placements", "message": f"unknown student {u}"} for u in unknown],
         )
-    session.execute(
-        delete(PLACE).where(
-            PLACE.c.school_id == school_id, PLACE.c.arrangement_id == arrangement_id
-        )
+    repo.replace_placements(
+        session=session,
+        school_id=school_id,
+        arrangement_id=arrangement_id,
+        rows=[
+            {
+                "school_id": school_id,
+                "id": new_id(),
+                "arrangement_id": arrangement_id,
+                "student_id": p.student_id,
+                "class_name": p.class_name,
+            }
+            for p in placements
+        ],
     )
-    if placements:
-        session.execute(
-            insert(PLACE),
-            [
-                {
-                    "school_id": school_id,
-                    "id": new_id(),
-                    "arrangement_id": arrangement_id,
-                    "student_id": p.student_id,
-                    "class_name": p.class_name,
-                }
-                for p in placements
-            ],
-        )
 
 
 def create(
@@ -142,19 +116,20 @@ def create(
     now = utcnow()
     try:
         with session.begin_nested():
-            session.execute(
-                insert(ARR).values(
-                    school_id=school_id,
-                    id=arrangement_id,
-                    name=data.name,
-                    description=data.description,
-                    school_year=data.school_year,
-                    created_by=actor,
-                    local_edits={},
-                    version=1,
-                    created_at=now,
-                    updated_at=now,
-                )
+            repo.insert_arrangement(
+                session=session,
+                values={
+                    "school_id": school_id,
+                    "id": arrangement_id,
+                    "name": data.name,
+                    "description": data.description,
+                    "school_year": data.school_year,
+                    "created_by": actor,
+                    "local_edits": {},
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
     except IntegrityError:
         raise Conflict(f"a class arrangement {data.name!r} for {data.school_year} exists") from None
@@ -200,10 +175,16 @@ def patch(
         _place(session, school_id, arrangement_id, data.placements or [])
         changes["placements"] = {"before": None, "after": len(placements)}
     if changes:
-        session.execute(
-            update(ARR)
-            .where(ARR.c.school_id == school_id, ARR.c.id == arrangement_id)
-            .values(**values, review_reason=None, updated_at=utcnow(), version=row["version"] + 1)
+        repo.update_arrangement(
+            session=session,
+            school_id=school_id,
+            arrangement_id=arrangement_id,
+            values={
+                **values,
+                "review_reason": None,
+                "updated_at": utcnow(),
+                "version": row["version"] + 1,
+            },
         )
         emit(
             session=session,
@@ -225,15 +206,16 @@ def set_deleted(
             return
         raise Conflict("this class arrangement is not deleted")
     now = utcnow()
-    session.execute(
-        update(ARR)
-        .where(ARR.c.school_id == school_id, ARR.c.id == arrangement_id)
-        .values(
-            deleted_at=now if deleted else None,
-            deleted_by=actor if deleted else None,
-            updated_at=now,
-            version=row["version"] + 1,
-        )
+    repo.update_arrangement(
+        session=session,
+        school_id=school_id,
+        arrangement_id=arrangement_id,
+        values={
+            "deleted_at": now if deleted else None,
+            "deleted_by": actor if deleted else None,
+            "updated_at": now,
+            "version": row["version"] + 1,
+        },
     )
     emit(
         session=session,

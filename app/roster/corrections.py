@@ -16,12 +16,11 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
-from app.db import metadata
 from app.errors import Unprocessable
 from app.pagination import decode_cursor, encode_cursor
+from app.roster import repository
 from app.roster.views import display_name
 
 # The kinds whose records carry ESIS values beside local edits, in report order.
@@ -124,21 +123,16 @@ def list_corrections(
     for index, name in enumerate(KINDS):
         if (kind is not None and name != kind) or (start is not None and index < start[0]):
             continue
-        t = metadata.tables[TABLES[name]]
         after = start[1:] if start is not None and index == start[0] else None
-        query = select(t).where(
-            t.c.school_id == school_id,
-            t.c.deleted_at.is_(None),
-            cast(t.c.local_edits, String).not_in(("{}", "null")),
-        )
-        if "tombstoned_at" in t.c:
-            query = query.where(t.c.tombstoned_at.is_(None))
         bound = (after[0], True) if after is not None else None  # (id, inclusive)
         while len(items) <= limit:
-            page = query
-            if bound is not None:
-                page = page.where(t.c.id >= bound[0] if bound[1] else t.c.id > bound[0])
-            rows = [dict(r) for r in session.execute(page.order_by(t.c.id).limit(SCAN)).mappings()]
+            rows = repository.edited_rows(
+                session=session,
+                school_id=school_id,
+                table_name=TABLES[name],
+                bound=bound,
+                limit=SCAN,
+            )
             for row in rows:
                 for item in _items_of(name, row, field):
                     if after is not None and (item.record_id, item.field) <= after:

@@ -4,8 +4,20 @@ strong comparison, so a weak tag (`W/"2"`) never matches."""
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from fastapi import Header
 
 from app.errors import PreconditionFailed
+
+# The header parameter of the routes that honour `If-Match`.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        max_length=100,
+        description="The `ETag` you read; a stale one gets 412 instead of overwriting.",
+    ),
+]
 
 # entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, in a comma-separated list (RFC 9110 8.8.3).
 _TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')

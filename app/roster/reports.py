@@ -4,53 +4,44 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db import metadata
-from app.provenance import Source
-from app.roster.schemas import MissingItem, MissingReport, MissingSection, ReviewItem, ReviewReport
+from app.roster import arrangements_repository, reports_repository
+from app.roster.reports_schemas import (
+    MissingItem,
+    MissingReport,
+    MissingSection,
+    ReviewItem,
+    ReviewReport,
+)
 from app.roster.views import display_name
 
 
 def missing_in_esis(*, session: Session, school_id: uuid.UUID, limit: int) -> MissingReport:
     def section(table_name: str) -> MissingSection:
-        t = metadata.tables[table_name]
-        where = (
-            t.c.school_id == school_id,
-            t.c.missing_in_esis_since.is_not(None),
-            t.c.deleted_at.is_(None),
+        count = reports_repository.missing_count(
+            session=session, school_id=school_id, table_name=table_name
         )
-        count = session.scalar(select(func.count()).select_from(t).where(*where)) or 0
-        rows = session.execute(
-            select(t).where(*where).order_by(t.c.missing_in_esis_since, t.c.id).limit(limit)
-        ).mappings()
+        rows = reports_repository.missing_rows(
+            session=session, school_id=school_id, table_name=table_name, limit=limit
+        )
         items = [
             MissingItem(
                 id=r["id"],
                 esis_key=r["esis_key"],
-                name=r["name"] if table_name == "school_group" else display_name(dict(r)),
+                name=r["name"] if table_name == "school_group" else display_name(r),
                 missing_in_esis_since=r["missing_in_esis_since"],
             )
             for r in rows
         ]
         return MissingSection(count=count, items=items)
 
-    links = {}
-    for name in ("student_group", "student_guardian", "staff_group"):
-        t = metadata.tables[name]
-        links[name] = (
-            session.scalar(
-                select(func.count())
-                .select_from(t)
-                .where(
-                    t.c.school_id == school_id,
-                    t.c.missing_in_esis_since.is_not(None),
-                    t.c.deleted_at.is_(None),
-                )
-            )
-            or 0
+    links = {
+        name: reports_repository.missing_count(
+            session=session, school_id=school_id, table_name=name
         )
+        for name in ("student_group", "student_guardian", "staff_group")
+    }
     return MissingReport(
         groups=section("school_group"),
         students=section("student"),
@@ -61,27 +52,10 @@ def missing_in_esis(*, session: Session, school_id: uuid.UUID, limit: int) -> Mi
 
 
 def review(*, session: Session, school_id: uuid.UUID) -> ReviewReport:
-    g = metadata.tables["school_group"]
-    a = metadata.tables["class_arrangement"]
-    groups = session.execute(
-        select(g)
-        .where(
-            g.c.school_id == school_id,
-            g.c.source == Source.LOCAL.value,
-            g.c.deleted_at.is_(None),
-            g.c.review_reason.is_not(None),
-        )
-        .order_by(g.c.name, g.c.id)
-    ).mappings()
-    arrangements = session.execute(
-        select(a)
-        .where(
-            a.c.school_id == school_id,
-            a.c.deleted_at.is_(None),
-            a.c.review_reason.is_not(None),
-        )
-        .order_by(a.c.name, a.c.id)
-    ).mappings()
+    groups = reports_repository.local_groups_to_review(session=session, school_id=school_id)
+    arrangements = arrangements_repository.arrangements_to_review(
+        session=session, school_id=school_id
+    )
     return ReviewReport(
         local_groups=[
             ReviewItem(id=r["id"], name=r["name"], reason=r["review_reason"]) for r in groups

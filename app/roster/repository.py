@@ -12,7 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Select,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.db import metadata
@@ -362,3 +375,25 @@ def undelete(
         .where(table.c.school_id == school_id, table.c.id.in_(ids))
         .values(deleted_at=None, deleted_by=None, updated_at=now, version=table.c.version + 1)
     )
+
+
+def edited_rows(
+    *,
+    session: Session,
+    school_id: uuid.UUID,
+    table_name: str,
+    bound: tuple[Any, bool] | None,
+    limit: int,
+) -> list[Row]:
+    """Up to `limit` live rows with local edits, by id, from `bound` (id, inclusive)."""
+    t = _t(table_name)
+    query = select(t).where(
+        t.c.school_id == school_id,
+        t.c.deleted_at.is_(None),
+        cast(t.c.local_edits, String).not_in(("{}", "null")),
+    )
+    if "tombstoned_at" in t.c:
+        query = query.where(t.c.tombstoned_at.is_(None))
+    if bound is not None:
+        query = query.where(t.c.id >= bound[0] if bound[1] else t.c.id > bound[0])
+    return [dict(r) for r in session.execute(query.order_by(t.c.id).limit(limit)).mappings()]

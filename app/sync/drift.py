@@ -7,17 +7,15 @@ import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
 
-from app.bulk import bulk_delete, bulk_update
 from app.db import new_id, utcnow
 from app.errors import NotFound, Unprocessable
 from app.events.service import Change, emit
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.provenance import Source
-from app.roster.models import Group, StudentGroup
+from app.roster.models import StudentGroup
 from app.schools import repository as schools
-from app.sync import repository
+from app.sync import drift_repository
 from app.sync.models import DriftItem
 from app.sync.schemas import DriftAccept, DriftFilter
 from app.sync.service import DATE_FIELDS
@@ -32,28 +30,19 @@ TABLE_OF = {
 VERSIONED = {"school_group", "student", "guardian", "staff"}
 
 
-def _query(school_id: uuid.UUID, where: DriftFilter) -> Any:
-    query = select(DriftItem).where(DriftItem.school_id == school_id)
-    if where.entity is not None:
-        query = query.where(DriftItem.entity == where.entity)
-    if where.field is not None:
-        query = query.where(DriftItem.field == where.field)
-    if where.record_id is not None:
-        query = query.where(DriftItem.record_id == where.record_id)
-    return query
-
-
 def list_drift(
     *, session: Session, school_id: uuid.UUID, where: DriftFilter, limit: int, cursor: str | None
 ) -> tuple[list[DriftItem], str | None]:
-    query = _query(school_id, where).order_by(col(DriftItem.id)).limit(limit + 1)
+    after = None
     if cursor is not None:
-        after = decode_cursor(cursor)
+        decoded = decode_cursor(cursor)
         try:
-            query = query.where(col(DriftItem.id) > uuid.UUID(str(after)))
+            after = uuid.UUID(str(decoded))
         except ValueError:
             raise invalid_cursor() from None
-    rows = list(session.scalars(query))
+    rows = drift_repository.drift_page(
+        session=session, school_id=school_id, where=where, after=after, limit=limit + 1
+    )
     next_cursor = encode_cursor(str(rows[limit - 1].id)) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -69,10 +58,8 @@ def accept(
         )
     schools.lock(session=session, school_id=school_id)
     if request.ids is not None:
-        items = list(
-            session.scalars(
-                _query(school_id, DriftFilter()).where(col(DriftItem.id).in_(request.ids))
-            )
+        items = drift_repository.drift_items(
+            session=session, school_id=school_id, where=DriftFilter(), ids=request.ids
         )
         unknown = set(request.ids) - {item.id for item in items}
         if unknown:
@@ -81,7 +68,9 @@ def accept(
             )
     else:
         assert request.filter is not None
-        items = list(session.scalars(_query(school_id, request.filter)))
+        items = drift_repository.drift_items(
+            session=session, school_id=school_id, where=request.filter
+        )
     now = utcnow()
     updates: dict[str, dict[uuid.UUID, dict[str, Any]]] = {}
     changes: list[Change] = []
@@ -90,11 +79,8 @@ def accept(
             _move_student(session, school_id, item, changes)
             continue
         table_name = TABLE_OF[item.entity]
-        t = repository.table(table_name)
-        row = (
-            session.execute(t.select().where(t.c.school_id == school_id, t.c.id == item.record_id))
-            .mappings()
-            .one_or_none()
+        row = drift_repository.record_row(
+            session=session, table_name=table_name, school_id=school_id, record_id=item.record_id
         )
         if row is None:
             continue
@@ -125,9 +111,11 @@ def accept(
             )
         )
     for table_name, rows in updates.items():
-        bulk_update(session, repository.table(table_name), list(rows.values()))
+        drift_repository.update_records(
+            session=session, table_name=table_name, rows=list(rows.values())
+        )
     ids = [item.id for item in items]
-    bulk_delete(session, repository.table("drift_item"), school_id, ids)
+    drift_repository.close_items(session=session, school_id=school_id, ids=ids)
     emit(
         session=session, school_id=school_id, changes=changes, source=Source.ESIS.value, actor=actor
     )
@@ -138,31 +126,15 @@ def _move_student(
     session: Session, school_id: uuid.UUID, item: DriftItem, changes: list[Change]
 ) -> None:
     """Accepting a main-group move: the ESIS class links are replaced by the new one."""
-    group = session.scalar(
-        select(Group).where(
-            Group.school_id == school_id,
-            Group.esis_key == item.esis_value,
-            col(Group.deleted_at).is_(None),
-        )
+    group = drift_repository.live_group(
+        session=session, school_id=school_id, esis_key=item.esis_value
     )
     if group is None:
         raise Unprocessable(f"group {item.esis_value!r} is not here (deleted?); cannot move")
-    current = session.execute(
-        select(StudentGroup, Group)
-        .join(
-            Group,
-            (col(Group.school_id) == col(StudentGroup.school_id))
-            & (col(Group.id) == col(StudentGroup.group_id)),
-        )
-        .where(
-            StudentGroup.school_id == school_id,
-            StudentGroup.student_id == item.record_id,
-            Group.source == Source.ESIS.value,
-            col(Group.is_composite).is_(False),
-        )
-    ).all()
-    for link, _group in current:
-        session.delete(link)
+    current = drift_repository.esis_class_links(
+        session=session, school_id=school_id, student_id=item.record_id, source=Source.ESIS.value
+    )
+    for link in current:
         changes.append(
             Change(
                 "student_group",
@@ -171,16 +143,17 @@ def _move_student(
                 {"reason": "drift accepted: student moved group"},
             )
         )
-    session.flush()
     link_id = new_id()
-    session.add(
-        StudentGroup(
+    drift_repository.replace_links(
+        session=session,
+        old=current,
+        new=StudentGroup(
             school_id=school_id,
             id=link_id,
             student_id=item.record_id,
             group_id=group.id,
             source=Source.ESIS.value,
-        )
+        ),
     )
     changes.append(
         Change(

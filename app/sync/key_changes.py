@@ -11,18 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
 
 from app.db import utcnow
 from app.errors import Conflict, NotFound
 from app.events.service import Change, emit
 from app.pagination import encode_cursor, time_id_cursor
 from app.schools import repository as schools
+from app.sync import key_changes_repository as repo
 from app.sync.models import KeyChange, KeyChangeStatus
 from app.sync.plan import Plan, State
-from app.sync.repository import table
 
 TABLES = {"student": "student", "guardian": "guardian", "staff": "staff"}
 
@@ -32,11 +30,12 @@ def store(
 ) -> list[Change]:
     """New proposals of `plan` (one already stored is not stored twice); their events."""
     changes: list[Change] = []
+    rows: list[KeyChange] = []
     for proposal in plan.key_changes:
         if (proposal["entity"], proposal["record_id"], proposal["new_key"]) in state.key_changes:
             continue
         row = KeyChange(school_id=school_id, run_id=run_id, **proposal)
-        session.add(row)
+        rows.append(row)
         changes.append(
             Change(
                 proposal["entity"],
@@ -48,7 +47,7 @@ def store(
                 },
             )
         )
-    session.flush()
+    repo.add_proposals(session=session, rows=rows)
     return changes
 
 
@@ -60,21 +59,9 @@ def list_proposals(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[KeyChange], str | None]:
-    query = select(KeyChange).where(KeyChange.school_id == school_id)
-    if status is not None:
-        query = query.where(KeyChange.status == status.value)
-    if cursor is not None:
-        after, last_id = time_id_cursor(cursor)
-        query = query.where(
-            or_(
-                col(KeyChange.proposed_at) > after,
-                and_(col(KeyChange.proposed_at) == after, col(KeyChange.id) > last_id),
-            )
-        )
-    rows = list(
-        session.scalars(
-            query.order_by(col(KeyChange.proposed_at), col(KeyChange.id)).limit(limit + 1)
-        )
+    after = time_id_cursor(cursor) if cursor is not None else None
+    rows = repo.proposals_page(
+        session=session, school_id=school_id, status=status, after=after, limit=limit + 1
     )
     next_cursor = None
     if len(rows) > limit:
@@ -85,7 +72,7 @@ def list_proposals(
 
 def _proposed(session: Session, school_id: uuid.UUID, key_change_id: uuid.UUID) -> KeyChange:
     schools.lock(session=session, school_id=school_id)  # not while a snapshot is merged
-    proposal = session.get(KeyChange, (school_id, key_change_id))
+    proposal = repo.proposal(session=session, school_id=school_id, key_change_id=key_change_id)
     if proposal is None:
         raise NotFound(f"no key change {key_change_id}")
     if proposal.status != KeyChangeStatus.PROPOSED.value:
@@ -98,44 +85,34 @@ def accept(
 ) -> KeyChange:
     """The record takes the new key; everything else of it stays."""
     proposal = _proposed(session, school_id, key_change_id)
-    t = table(TABLES[proposal.entity])
-    record = session.execute(
-        select(t.c.esis_key, t.c.deleted_at, t.c.version).where(
-            t.c.school_id == school_id, t.c.id == proposal.record_id
-        )
-    ).first()
+    table_name = TABLES[proposal.entity]
+    record = repo.record_key(
+        session=session, table_name=table_name, school_id=school_id, record_id=proposal.record_id
+    )
     if record is None or record.deleted_at is not None or record.esis_key != proposal.old_key:
         raise Conflict(
             f"the {proposal.entity} is no longer known by {proposal.old_key}: reject this proposal"
         )
-    taken = session.scalar(
-        select(t.c.id).where(t.c.school_id == school_id, t.c.esis_key == proposal.new_key)
+    taken = repo.holder_of_key(
+        session=session, table_name=table_name, school_id=school_id, esis_key=proposal.new_key
     )
     if taken is not None:
         raise Conflict(
             f"another {proposal.entity} has the key {proposal.new_key} now: reject this proposal"
         )
     now = utcnow()
-    session.execute(
-        update(t)
-        .where(t.c.school_id == school_id, t.c.id == proposal.record_id)
-        .values(esis_key=proposal.new_key, updated_at=now, version=record.version + 1)
+    repo.set_key(
+        session=session,
+        table_name=table_name,
+        school_id=school_id,
+        record_id=proposal.record_id,
+        esis_key=proposal.new_key,
+        now=now,
+        version=record.version + 1,
     )
     _decide(proposal, KeyChangeStatus.ACCEPTED, actor, now)
     # Other open proposals for this record or this new key can no longer be accepted.
-    others = session.scalars(
-        select(KeyChange).where(
-            KeyChange.school_id == school_id,
-            KeyChange.entity == proposal.entity,
-            KeyChange.status == KeyChangeStatus.PROPOSED.value,
-            col(KeyChange.id) != proposal.id,
-            or_(
-                col(KeyChange.record_id) == proposal.record_id,
-                col(KeyChange.new_key) == proposal.new_key,
-            ),
-        )
-    )
-    for other in others:
+    for other in repo.rivals(session=session, school_id=school_id, accepted=proposal):
         _decide(other, KeyChangeStatus.SUPERSEDED, actor, now)
     emit(
         session=session,

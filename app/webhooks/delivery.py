@@ -18,15 +18,12 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col
 
 from app.config import Settings
 from app.db import begin_write, utcnow
 from app.events.models import Event
 from app.events.service import Change, emit
-from app.schools.models import School
 from app.webhooks import repository
 from app.webhooks.addresses import UnsafeUrl, resolve
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -111,7 +108,9 @@ def _record(
     now = utcnow()
     with sessions() as session:
         begin_write(session)
-        row = session.get(WebhookEndpoint, (endpoint.school_id, endpoint.id))
+        row = repository.endpoint_or_none(
+            session=session, school_id=endpoint.school_id, endpoint_id=endpoint.id
+        )
         if row is None or row.disabled_at is not None:
             session.commit()
             return False  # deleted or disabled meanwhile
@@ -187,8 +186,10 @@ def deliver_endpoint(
     delivered = 0
     try:
         with sessions() as session:
-            endpoint = session.get_one(WebhookEndpoint, (school_id, endpoint_id))
-            school_key = session.get_one(School, school_id).key
+            endpoint = repository.endpoint_one(
+                session=session, school_id=school_id, endpoint_id=endpoint_id
+            )
+            school_key = repository.school_key(session=session, school_id=school_id)
             events = repository.pending_events(
                 session=session, school_id=school_id, after=endpoint.delivered_seq, limit=BATCH
             )
@@ -210,14 +211,7 @@ def deliver_endpoint(
     finally:
         with sessions() as session:
             begin_write(session)
-            session.execute(
-                update(WebhookEndpoint)
-                .where(
-                    col(WebhookEndpoint.school_id) == school_id,
-                    col(WebhookEndpoint.id) == endpoint_id,
-                )
-                .values(claimed_until=None)
-            )
+            repository.release_claim(session=session, school_id=school_id, endpoint_id=endpoint_id)
             session.commit()
     return delivered
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from app.errors import NotFound, Unprocessable
 from app.events.models import Event
 from app.pagination import decode_cursor, encode_cursor
+from app.schools.models import School
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -117,3 +118,46 @@ def pending_events(
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def endpoint_or_none(
+    *, session: Session, school_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint | None:
+    return session.get(WebhookEndpoint, (school_id, endpoint_id))
+
+
+def endpoint_one(
+    *, session: Session, school_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    return session.get_one(WebhookEndpoint, (school_id, endpoint_id))
+
+
+def school_key(*, session: Session, school_id: uuid.UUID) -> str:
+    return session.get_one(School, school_id).key
+
+
+def event_seq(*, session: Session, school_id: uuid.UUID) -> int | None:
+    """The school's event counter: the `seq` of its latest event."""
+    return session.scalar(select(School.event_seq).where(School.id == school_id))
+
+
+def release_claim(*, session: Session, school_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+    session.execute(
+        update(WebhookEndpoint)
+        .where(
+            col(WebhookEndpoint.school_id) == school_id,
+            col(WebhookEndpoint.id) == endpoint_id,
+        )
+        .values(claimed_until=None)
+    )
+
+
+def delete_deliveries_before(*, session: Session, cutoff: dt.datetime) -> int:
+    """Deletes the delivery log's entries attempted before `cutoff`; how many."""
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    result = session.execute(delete(table).where(table.c.attempted_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def delete_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
+    session.delete(endpoint)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.webhooks.models import WebhookDelivery
+from app.webhooks import repository
 
 
 def prune_deliveries(
     *, session: Session, retention_days: int, now: dt.datetime | None = None
 ) -> int:
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
-    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
-    result = session.execute(delete(table).where(table.c.attempted_at < cutoff))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return repository.delete_deliveries_before(session=session, cutoff=cutoff)

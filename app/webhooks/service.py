@@ -7,7 +7,6 @@ import uuid
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
-from sqlmodel import select
 
 from app.config import Settings
 from app.crypto import decrypt, encrypt
@@ -15,7 +14,6 @@ from app.db import utcnow
 from app.errors import Unprocessable
 from app.events.service import Change, emit
 from app.schools import repository as schools
-from app.schools.models import School
 from app.webhooks import repository, signing
 from app.webhooks.addresses import UnsafeUrl, resolve
 from app.webhooks.models import WebhookEndpoint
@@ -69,7 +67,7 @@ def create(
     )
     # emit() holds the school's row lock: its counter now ends with the creation event,
     # which is the first one this endpoint receives.
-    seq = session.scalar(select(School.event_seq).where(School.id == school_id))
+    seq = repository.event_seq(session=session, school_id=school_id)
     row.delivered_seq = int(seq or 1) - 1
     session.flush()
     return _with_secret(row, secret)
@@ -125,7 +123,7 @@ def enable(
 def delete(*, session: Session, school_id: uuid.UUID, endpoint_id: uuid.UUID, actor: str) -> None:
     schools.lock(session=session, school_id=school_id)
     row = repository.get(session=session, school_id=school_id, endpoint_id=endpoint_id)
-    session.delete(row)
+    repository.delete_endpoint(session=session, endpoint=row)
     emit(
         session=session,
         school_id=school_id,

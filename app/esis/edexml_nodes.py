@@ -1,0 +1,275 @@
+"""The pieces the EDEXml reader (`edexml.py`) builds its models with.
+
+`Node` collects one model's values from one element and remembers the line each came from,
+so a problem names its element and line; the `parse_*` functions convert EDEXml's values
+(dates, codes) and say what is wrong without quoting more than a date or a code; `Compactor`
+makes the models of one large read share their repeated values; `Warnings` keeps a report
+of thousands of records short.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+from pydantic import BaseModel, ValidationError
+
+from app.esis.edexml_validate import Problem
+from app.esis.schemas import Gender, Relation, SnapshotGuardian
+from app.esis.vocabulary import GENDERS, NON_NUMERIC_YEAR_LEVELS, RELATIONS
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+# Warnings of one kind listed one by one; more are counted in one summary warning, so that a
+# board export with thousands of left students does not make a report of thousands of lines.
+MAX_WARNINGS_PER_KIND = 20
+
+# The EDEXml element a model field comes from, for messages about a missing value.
+FIELD_ELEMENTS = {
+    "brin": "brincode",
+    "branch": "dependancecode",
+    "school_year": "schooljaar",
+    "generated_at": "aanmaakdatum",
+    "key": "@key",
+    "name": "naam",
+    "description": "omschrijving",
+    "last_name": "achternaam",
+    "name_prefix": "voorvoegsel",
+    "first_names": "voornamen",
+    "initials": "voorletters-1",
+    "given_name": "roepnaam",
+    "birth_date": "geboortedatum",
+    "gender": "geslacht",
+    "year_level": "jaargroep",
+    "email": "emailadres",
+    "phone": "telefoonnummer",
+    "group": "groep",
+    "composite_groups": "samengestelde_groepen",
+    "roles": "rol",
+    "groups": "groepen",
+    "students": "leerling",
+}
+
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:Z|[+-]\d{2}:\d{2})?$")
+_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Invalid(Exception):
+    """One problem in the document, with the line it is on (and the element, when one)."""
+
+    def __init__(self, line: int | None, where: str, message: str, tag: str = "") -> None:
+        super().__init__(message)
+        self.problem = Problem(line, where, message)
+        self.tags = [(tag, message.removeprefix(f"{tag} ") if tag else message)]
+
+
+def source_line(el: etree._Element) -> int | None:
+    line = el.sourceline  # lxml-stubs type this attribute badly
+    return line if isinstance(line, int) else None
+
+
+def text_of(el: etree._Element | None) -> str | None:
+    """The element's stripped text; whitespace-only or missing counts as absent."""
+    if el is None:
+        return None
+    if len(el) == 0:  # a leaf, as every simple-typed element of a valid document is
+        value = el.text or ""
+    else:
+        value = "".join(t for t in el.itertext() if isinstance(t, str))
+    return value.strip() or None
+
+
+class Compactor:
+    """Makes the models of one read smaller: a board export holds ~250,000 of them.
+
+    After a model is validated it is rebuilt with `model_construct` from its own validated
+    values (so nothing changes but object identity), sharing equal values of fields that
+    repeat (names, group keys, birth dates) and one `__pydantic_fields_set__` per set of
+    given fields (pydantic keeps a new set in every instance otherwise; the models are
+    frozen, so the shared sets never change). The table of shared values is bounded: the
+    common values come early, and unique ones would only fill it.
+    """
+
+    SHARED = frozenset(
+        {"last_name", "name_prefix", "initials", "given_name", "birth_date", "group", "name"}
+    )
+    MAX_SHARED = 20_000
+
+    def __init__(self) -> None:
+        self.values: dict[Any, Any] = {}
+        self.fields: dict[frozenset[str], set[str]] = {}
+
+    def share(self, value: Any) -> Any:
+        known = self.values.get(value)
+        if known is not None:
+            return known
+        if len(self.values) < self.MAX_SHARED:
+            self.values[value] = value
+        return value
+
+    def __call__(self, model: M) -> M:
+        values = dict(model.__dict__)
+        for name in self.SHARED.intersection(values):
+            if values[name] is not None:
+                values[name] = self.share(values[name])
+        if groups := values.get("composite_groups"):
+            values["composite_groups"] = [self.share(g) for g in groups]
+        given = model.__pydantic_fields_set__
+        shared = self.fields.setdefault(frozenset(given), set(given))
+        return type(model).model_construct(_fields_set=shared, **values)
+
+
+class Node:
+    """Collects one model's values from one element, remembering where each came from."""
+
+    def __init__(self, el: etree._Element, where: str) -> None:
+        # The first child of each name: what `find(tag)` gives, for a lookup per field.
+        self.children: dict[str, etree._Element] = {}
+        for child in el:
+            self.children.setdefault(str(child.tag), child)
+        self.line = source_line(el)
+        self.where = where
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, tuple[str, int | None]] = {}
+
+    def value(self, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
+        """Child `tag`'s value (converted), or None when it is absent."""
+        return self._lookup(tag, convert)[0]
+
+    def put(self, name: str, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
+        """Sets field `name` from child `tag`, if present; returns the value."""
+        value, line = self._lookup(tag, convert)
+        if value is not None:
+            self.values[name] = value
+            self.sources[name] = (tag, line)
+        return value
+
+    def _lookup(self, tag: str, convert: Callable[[str], Any] | None) -> tuple[Any, int | None]:
+        child = self.children.get(tag)
+        text = text_of(child)
+        if text is None or child is None:
+            return None, None
+        try:
+            return (convert(text) if convert is not None else text), source_line(child)
+        except ValueError as exc:
+            raise Invalid(source_line(child), self.where, f"{tag} {exc}", tag) from None
+
+    def build(self, model: type[M], compact: Compactor | None = None) -> M:
+        try:
+            built = model.model_validate(self.values)
+        except ValidationError as exc:
+            raise ValidationProblems(self, exc) from None
+        return built if compact is None else compact(built)
+
+
+class ValidationProblems(Exception):
+    def __init__(self, node: Node, exc: ValidationError) -> None:
+        super().__init__("invalid values")
+        self.problems: list[Problem] = []
+        self.tags: list[tuple[str, str]] = []
+        # include_input=False: the offending value may be a name or an e-mail address.
+        for err in exc.errors(include_url=False, include_input=False):
+            name = str(err["loc"][0]) if err["loc"] else ""
+            tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), node.line))
+            self.problems.append(Invalid(line, node.where, f"{tag}: {err['msg']}").problem)
+            self.tags.append((tag, err["msg"]))
+
+
+def parse_date(text: str) -> dt.date:
+    match = _DATE.match(text)
+    try:
+        if match is None:
+            raise ValueError
+        return dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        raise ValueError(f"'{text[:32]}' is not a date") from None
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """An xs:dateTime; without a zone it is local time in the Netherlands."""
+    match = _DATETIME.match(text)
+    try:
+        if match is None:
+            raise ValueError
+        base, fraction, zone = match.groups()
+        micro = (fraction or ".0")[1:7].ljust(6, "0")
+        value = dt.datetime.fromisoformat(
+            f"{base}.{micro}{'+00:00' if zone == 'Z' else zone or ''}"
+        )
+    except ValueError:
+        raise ValueError(f"'{text[:40]}' is not a date and time") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=AMSTERDAM)
+
+
+def parse_year_level(text: str) -> int | None:
+    if text.upper() in NON_NUMERIC_YEAR_LEVELS:
+        return None
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise ValueError(f"'{text[:16]}' is not a jaargroep code")
+
+
+def parse_gender(text: str) -> Gender:
+    if text not in GENDERS:
+        raise ValueError(f"'{text[:16]}' is not one of 0, 1, 2, 9")
+    return GENDERS[text]
+
+
+def parse_relation(text: str) -> Relation:
+    if text.lower() not in RELATIONS:
+        raise ValueError(f"'{text[:32]}' is not one of {', '.join(RELATIONS)}")
+    return RELATIONS[text.lower()]
+
+
+def tag_of(message: str) -> tuple[str, str]:
+    """(element, reason) of a schema problem: "geboortedatum '2019-02-30' is not a date"."""
+    head, _, rest = message.partition(" ")
+    head = head.rstrip(":")
+    return (
+        (head, rest) if rest and head.replace("_", "").replace("-", "").isalnum() else ("", message)
+    )
+
+
+def key_of(el: etree._Element, where: str) -> str:
+    key = (el.get("key") or "").strip()
+    if not key:
+        raise Invalid(source_line(el), where, f"{el.tag} has no key")
+    return key
+
+
+def same_values(model: SnapshotGuardian, values: dict[str, Any]) -> bool:
+    """Whether a later occurrence of a guardian says what its first one (`model`) said."""
+    given = {name: value for name, value in model.__dict__.items() if value is not None}
+    given.pop("students", None)
+    return given == values
+
+
+@dataclass
+class Warnings:
+    """Warnings in document order; at most MAX_WARNINGS_PER_KIND of each kind."""
+
+    items: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    summaries: dict[str, str] = field(default_factory=dict)
+
+    def add(self, kind: str, text: str, summary: str) -> None:
+        """`summary` is formatted with `n`, the number of warnings left out."""
+        self.counts[kind] += 1
+        if self.counts[kind] <= MAX_WARNINGS_PER_KIND:
+            self.items.append(text)
+        else:
+            self.summaries.setdefault(kind, summary)
+
+    def all(self) -> list[str]:
+        extra = [
+            summary.format(n=self.counts[kind] - MAX_WARNINGS_PER_KIND)
+            for kind, summary in self.summaries.items()
+        ]
+        return self.items + extra

@@ -20,7 +20,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -427,12 +427,18 @@ class FakeEsis:
         tmpdir: Path | str | None = None,
         *,
         password: str = "fake-esis-wachtwoord",  # noqa: S107 - a test PKI
+        names: Sequence[str] = (),
     ) -> FakeEsisKit:
-        """A CA, a server certificate for 127.0.0.1/localhost and a client certificate (PEM
-        and password-protected PKCS#12), all from one CA; written to `tmpdir` when given."""
+        """A CA, a server certificate for 127.0.0.1/localhost (and `names`, such as the
+        service name on a compose network) and a client certificate (PEM and
+        password-protected PKCS#12), all from one CA; written to `tmpdir` when given."""
         ca = make_ca("Fake ESIS test CA")
         server = make_cert(
-            ca, "localhost", server=True, san_ips=["127.0.0.1"], san_dns=["localhost"]
+            ca,
+            "localhost",
+            server=True,
+            san_ips=["127.0.0.1"],
+            san_dns=["localhost", *(n for n in names if n != "localhost")],
         )
         client = make_cert(ca, "esis-sync test client", server=False, organization="esis-sync")
         p12 = pkcs12_bytes(client.cert, client.key, password)

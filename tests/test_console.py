@@ -382,3 +382,25 @@ def test_the_operators_list_comes_in_pages_that_keep_the_sort_and_filter(
 
     assert client.get("/console/schools?page=0").status_code == 422
     assert client.get("/console/schools?page=x").status_code == 422
+
+
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "uwlr-corpus"
+
+
+def test_a_pull_esis_answers_with_no_changes_ends_the_failures_the_console_counts(
+    client: TestClient, db: sessionmaker[Session], fake_esis_pulls: FakeEsisPulls
+) -> None:
+    """The console counts failed pulls as the connection health does: `geenwijzigingen` is
+    an answer, so the school is no longer listed as failing."""
+    school = factories.make_school(client, db)
+    fake_esis_pulls.connect(client, school)
+    failed = fake_esis_pulls.pull(client, school, b"this is not a UWLR answer")
+    assert failed.json()["status"] == "failed", failed.text
+    sign_in(client, school.operator)
+    assert _listed(client, "only=failing")[0] == [school.key]
+    answered = fake_esis_pulls.pull(client, school, (CORPUS / "geenwijzigingen.xml").read_bytes())
+    assert answered.json()["status"] == "no_changes", answered.text
+    health = client.get(f"/api/v1/schools/{school.key}/esis/health", headers=auth(school.admin))
+    assert health.status_code == 200, health.text
+    assert health.json()["state"] == "healthy"
+    assert _listed(client, "only=failing")[0] == []

@@ -32,12 +32,19 @@ def fake_esis(
     ] = "var/fake-esis",
     port: Annotated[int, typer.Option(help="HTTPS port on 127.0.0.1.")] = 8443,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A host name the server certificate is valid for, besides 127.0.0.1 and "
+            "localhost (such as the compose service name); may be repeated."
+        ),
+    ] = None,
 ) -> None:
     """A fake ESIS UWLR service (HTTPS, client certificates) serving a synthetic school 12AB00."""
     from fake_esis.demo import roster
     from fake_esis.server import FakeEsis
 
-    kit = FakeEsis.generate(Path(directory))
+    kit = FakeEsis.generate(Path(directory), names=name or ())
     with kit.serve(host=host, port=port) as esis:
         esis.script("12AB", "00", answer=roster())
         typer.echo(f"fake ESIS on {esis.url}; certificates in {directory}")

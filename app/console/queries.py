@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.coupling.health_repository import SUCCESS
 from app.db import metadata, utcnow
 from app.roster.views import display_name
 from app.schools.models import School
@@ -20,7 +21,8 @@ from app.sync.models import RunStatus
 from app.year_transition.models import TransitionStatus
 
 CERT_WARNING = dt.timedelta(days=30)
-OK_STATUSES = (RunStatus.APPLIED.value, RunStatus.STORED.value, RunStatus.HELD.value)
+# A pull ESIS answered ends a run of failures, as the connection health counts it (one list).
+OK_STATUSES = SUCCESS
 
 
 @dataclass(frozen=True)

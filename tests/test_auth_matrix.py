@@ -5,6 +5,7 @@ The routes are read from the app itself, so a route added without a guard fails 
 
 from __future__ import annotations
 
+import copy
 import enum
 import uuid
 from typing import Any
@@ -48,14 +49,21 @@ def _path(route: APIRoute, school: str) -> str:
     return route.path.format(**values)
 
 
-def _flatten(routes: Any) -> list[APIRoute]:
-    """FastAPI keeps included routers as wrappers (`original_router`): walk into them."""
+def _flatten(routes: Any, prefix: str = "") -> list[APIRoute]:
+    """FastAPI keeps included routers as wrappers (`original_router`): walk into them. A
+    router included in another router (the class arrangements in the roster's) keeps its
+    routes without the outer router's prefix, which its wrapper's include context holds: the
+    walk adds it, as FastAPI does when serving."""
     out: list[APIRoute] = []
     for route in routes:
         if isinstance(route, APIRoute):
+            if prefix:
+                route = copy.copy(route)
+                route.path = prefix + route.path
             out.append(route)
         elif hasattr(route, "original_router"):
-            out.extend(_flatten(route.original_router.routes))
+            nested = prefix + route.include_context.prefix
+            out.extend(_flatten(route.original_router.routes, nested))
     return out
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Table, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
@@ -40,23 +41,9 @@ def bulk_insert(session: Session, t: Table, rows: Sequence[Row]) -> None:
 
 def _copy(session: Session, t: Table, rows: Sequence[Row]) -> None:
     columns = list(t.columns)
-    json_columns = {c.name for c in columns if isinstance(c.type, JSON)}
-    defaults = {
-        c.name: c.default for c in columns if c.default is not None and c.name not in rows[0]
-    }
-
-    def value(row: Row, name: str) -> Any:
-        if name in row:
-            v = row[name]
-        elif name in defaults:
-            default = defaults[name]
-            v = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
-        else:
-            return None
-        if name in json_columns:
-            return None if v is None else json.dumps(v, default=str)
-        return v
-
+    first = rows[0]
+    # One converter per column, chosen once: a value from the row, a JSON text, a default.
+    converters = [_converter(c, c.name in first) for c in columns]
     names = [c.name for c in columns]
     quoted = ", ".join('"' + n + '"' for n in names)
     statement = f'COPY "{t.name}" ({quoted}) FROM STDIN'
@@ -64,7 +51,33 @@ def _copy(session: Session, t: Table, rows: Sequence[Row]) -> None:
     assert raw is not None
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([value(row, n) for n in names])
+            copy.write_row([convert(row) for convert in converters])
+
+
+def _converter(column: Any, given: bool) -> Callable[[Row], Any]:
+    name = column.name
+    default = column.default
+    if not given and default is not None:  # the rows of one plan share their shape
+        if default.is_callable:
+            return lambda row: row[name] if name in row else default.arg(None)
+        value = default.arg
+        return lambda row: row.get(name, value)
+    if isinstance(column.type, JSON):
+        return lambda row: _json_text(row.get(name))
+    return lambda row: row.get(name)
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's text: orjson (about ten times quicker than the standard library),
+    and `json.dumps(value, default=str)` as before for what orjson would write otherwise or
+    refuses: datetimes (orjson writes a `T`), non-string keys, integers beyond 64 bits. The
+    merge's values are strings, numbers, booleans, lists and dicts of them; no floats."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:

@@ -19,7 +19,17 @@ from app.sync.drift_plan import close_drift, open_drift
 from app.sync.key_pairs import PERSONS, matched_by, pair
 from app.sync.matching import activation_matches
 from app.sync.plan import EntityState, Plan, Row, State
-from app.sync.rules import Context, EntitySpec, created_changes, jsonable, should_apply, to_db
+from app.sync.rules import (
+    PLAIN,
+    Context,
+    EntitySpec,
+    created_changes,
+    jsonable,
+    should_apply,
+    to_db,
+)
+
+ESIS = Source.ESIS.value  # read once: an enum member's `.value` is a Python-level property
 
 
 @dataclass
@@ -158,7 +168,7 @@ def merge_records(
             plan.count(spec.name, "missing")
         elif (
             ctx.source is Source.ESIS
-            and row["source"] == Source.ESIS.value
+            and row["source"] == ESIS
             and row["esis_key"] not in incoming_by_key
             and row["esis_key"] not in keep
             and row["deleted_at"] is None
@@ -182,15 +192,12 @@ def drifting_records(state: State, spec: EntitySpec) -> set[uuid.UUID]:
     }
 
 
-_PLAIN = frozenset({str, int, bool, type(None)})
-
-
 def agrees(row: Row, values: Row) -> bool:
     """Every field of ours equals ESIS's value, compared as `merge_existing` compares them
     (`jsonable(ours) == esis`; a plain value is its own jsonable form)."""
     for name, esis_value in values.items():
         ours = row[name]
-        if ours != esis_value and (type(ours) in _PLAIN or jsonable(ours) != esis_value):
+        if ours != esis_value and (type(ours) in PLAIN or jsonable(ours) != esis_value):
             return False
     return True
 
@@ -214,7 +221,7 @@ def _key_changes(
     gone = [
         row
         for row in current.rows.values()
-        if row["source"] == Source.ESIS.value
+        if row["source"] == ESIS
         and row["esis_key"] not in incoming
         and row["esis_key"] not in keep
         and _live(row)
@@ -258,7 +265,7 @@ def merge_existing(
     update: Row = {}
     changes: dict[str, Any] = {}
     if matched:
-        update.update(esis_key=key, source=Source.ESIS.value)
+        update.update(esis_key=key, source=ESIS)
         plan.count(spec.name, "matched")
         plan.changes.append(
             Change(
@@ -266,7 +273,7 @@ def merge_existing(
                 row["id"],
                 "matched",
                 {
-                    "source": {"before": row["source"], "after": Source.ESIS.value},
+                    "source": {"before": row["source"], "after": ESIS},
                     "esis_key": {"before": row["esis_key"], "after": key},
                 },
             )

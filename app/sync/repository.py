@@ -48,13 +48,24 @@ def table(name: str) -> Table:
     return TABLES[name]
 
 
-def _rows(session: Session, name: str, school_id: uuid.UUID) -> Iterator[Row]:
+# Columns of a link no merge, guard or year transition reads: not loaded (each datetime is
+# an object built and converted per row, for thousands of links on every merge).
+LINK_UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
+
+
+def _rows(
+    session: Session, name: str, school_id: uuid.UUID, skip: frozenset[str] = frozenset()
+) -> Iterator[Row]:
     t = TABLES[name]
     # JSON columns come as their text and are decoded with orjson: the driver's stdlib
     # decoding of esis_values and local_edits was a third of loading the state. The values
     # are the same (both decode standard JSON; `null` is None either way).
-    json_columns = [c.name for c in t.c if isinstance(c.type, JSON)]
-    columns = [sql_cast(c, Text).label(c.name) if c.name in json_columns else c for c in t.c]
+    json_columns = [c.name for c in t.c if isinstance(c.type, JSON) and c.name not in skip]
+    columns = [
+        sql_cast(c, Text).label(c.name) if c.name in json_columns else c
+        for c in t.c
+        if c.name not in skip
+    ]
     result = session.execute(select_columns(*columns).where(t.c.school_id == school_id))
     # All rows at once (one fetchall, not a fetchone per row) and plain dicts by zip: the
     # state of a school is a few thousand rows, read on every merge.
@@ -83,7 +94,8 @@ def load_state(*, session: Session, school_id: uuid.UUID) -> State:
         return state
 
     def links(name: str, a: str, b: str) -> LinkState:
-        return LinkState(rows={(row[a], row[b]): row for row in _rows(session, name, school_id)})
+        rows = _rows(session, name, school_id, LINK_UNREAD)
+        return LinkState(rows={(row[a], row[b]): row for row in rows})
 
     return State(
         school_id=school_id,

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -40,31 +41,63 @@ def bulk_insert(session: Session, t: Table, rows: Sequence[Row]) -> None:
 
 
 def _copy(session: Session, t: Table, rows: Sequence[Row]) -> None:
-    columns = list(t.columns)
+    """COPY the rows, all of the shape of the first (a plan's rows of one table share it).
+
+    A column the rows carry is read from each row (one `itemgetter` call per row; JSON
+    columns then encoded); one they leave out takes its Python default (a constant, or a
+    call per row), else NULL: what an INSERT through SQLAlchemy would write."""
     first = rows[0]
-    # One converter per column, chosen once: a value from the row, a JSON text, a default.
-    converters = [_converter(c, c.name in first) for c in columns]
-    names = [c.name for c in columns]
-    quoted = ", ".join('"' + n + '"' for n in names)
+    given = [c for c in t.columns if c.name in first]
+    fixed = [c for c in t.columns if c.name not in first and not _called(c)]
+    called = [c for c in t.columns if c.name not in first and _called(c)]
+    constants = tuple(_json_text(v) if isinstance(c.type, JSON) else v for c, v in _defaults(fixed))
+    calls = [c.default.arg for c in called]  # type: ignore[union-attr]
+    json_at = [i for i, c in enumerate(given) if isinstance(c.type, JSON)]
+    get = itemgetter(*(c.name for c in given))
+    single = len(given) == 1
+    quoted = ", ".join(f'"{c.name}"' for c in (*given, *fixed, *called))
     statement = f'COPY "{t.name}" ({quoted}) FROM STDIN'
     raw = session.connection().connection.driver_connection
     assert raw is not None
+    width = len(first)
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([convert(row) for convert in converters])
+            try:
+                if len(row) != width:
+                    raise KeyError  # the same width and every key of the first: its shape
+                got = get(row)
+            except KeyError:
+                copy.write_row(_each_column(row, (*given, *fixed, *called)))
+                continue
+            values = [got] if single else list(got)
+            for i in json_at:
+                values[i] = _json_text(values[i])
+            values.extend(constants)
+            for call in calls:
+                values.append(call(None))
+            copy.write_row(values)
 
 
-def _converter(column: Any, given: bool) -> Callable[[Row], Any]:
-    name = column.name
-    default = column.default
-    if not given and default is not None:  # the rows of one plan share their shape
-        if default.is_callable:
-            return lambda row: row[name] if name in row else default.arg(None)
-        value = default.arg
-        return lambda row: row.get(name, value)
-    if isinstance(column.type, JSON):
-        return lambda row: _json_text(row.get(name))
-    return lambda row: row.get(name)
+def _each_column(row: Row, columns: Sequence[Any]) -> list[Any]:
+    """A row of another shape than the first: each column from it, or its default."""
+    out = []
+    for c in columns:
+        if c.name in row:
+            v = row[c.name]
+        elif c.default is None:
+            v = None
+        else:
+            v = c.default.arg(None) if c.default.is_callable else c.default.arg
+        out.append(_json_text(v) if isinstance(c.type, JSON) else v)
+    return out
+
+
+def _called(column: Any) -> bool:
+    return column.default is not None and bool(column.default.is_callable)
+
+
+def _defaults(columns: list[Any]) -> list[tuple[Any, Any]]:
+    return [(c, None if c.default is None else c.default.arg) for c in columns]
 
 
 def _json_text(value: Any) -> str | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import JSON, Table, Text, text, update
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from app.bulk import COPY_FROM, bulk_delete, bulk_insert, bulk_update, chunks
+from app.db import UTCDateTime
 from app.roster.models import (
     Group,
     Guardian,
@@ -66,6 +68,9 @@ def _rows(
         for c in t.c
         if c.name not in skip
     ]
+    if session.get_bind().dialect.name == "postgresql":
+        yield from _pg_rows(session, t, school_id, skip, json_columns)
+        return
     result = session.execute(select_columns(*columns).where(t.c.school_id == school_id))
     # All rows at once (one fetchall, not a fetchone per row) and plain dicts by zip: the
     # state of a school is a few thousand rows, read on every merge.
@@ -76,6 +81,44 @@ def _rows(
             if row[column] is not None:
                 row[column] = _json(row[column])
         yield row
+
+
+def _pg_rows(
+    session: Session, t: Table, school_id: uuid.UUID, skip: frozenset[str], json_columns: list[str]
+) -> Iterator[Row]:
+    """The same rows on PostgreSQL, through the driver's cursor in the session's transaction:
+    psycopg already gives UUIDs, dates, numbers and aware datetimes, so SQLAlchemy's result
+    processing per value (a third of loading the state) is not needed; what the column
+    types would still do is done here: datetimes in UTC (`UTCDateTime`), JSON decoded."""
+    names = [c.name for c in t.c if c.name not in skip]
+    moments = [
+        names.index(c.name) for c in t.c if c.name in names and isinstance(c.type, UTCDateTime)
+    ]
+    decoded = [names.index(n) for n in json_columns]
+    listed = ", ".join(f'"{n}"::text' if n in json_columns else f'"{n}"' for n in names)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {listed} FROM "{t.name}" WHERE school_id = %s',  # noqa: S608 (our names)
+            (school_id,),
+        )
+        fetched = cursor.fetchall()
+    for values in fetched:
+        row = dict(zip(names, values, strict=True))
+        for i in moments:
+            v = values[i]
+            if v is not None:
+                row[names[i]] = v.astimezone(dt.UTC)
+        for i in decoded:
+            v = values[i]
+            if v is not None:
+                row[names[i]] = _json(v)
+        yield row
+
+
+def _moment(column: Any) -> bool:
+    return isinstance(column.type, UTCDateTime)
 
 
 def _json(text: str) -> object:

@@ -9,8 +9,10 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Table, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
@@ -39,32 +41,76 @@ def bulk_insert(session: Session, t: Table, rows: Sequence[Row]) -> None:
 
 
 def _copy(session: Session, t: Table, rows: Sequence[Row]) -> None:
-    columns = list(t.columns)
-    json_columns = {c.name for c in columns if isinstance(c.type, JSON)}
-    defaults = {
-        c.name: c.default for c in columns if c.default is not None and c.name not in rows[0]
-    }
+    """COPY the rows, all of the shape of the first (a plan's rows of one table share it).
 
-    def value(row: Row, name: str) -> Any:
-        if name in row:
-            v = row[name]
-        elif name in defaults:
-            default = defaults[name]
-            v = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
-        else:
-            return None
-        if name in json_columns:
-            return None if v is None else json.dumps(v, default=str)
-        return v
-
-    names = [c.name for c in columns]
-    quoted = ", ".join('"' + n + '"' for n in names)
+    A column the rows carry is read from each row (one `itemgetter` call per row; JSON
+    columns then encoded); one they leave out takes its Python default (a constant, or a
+    call per row), else NULL: what an INSERT through SQLAlchemy would write."""
+    first = rows[0]
+    given = [c for c in t.columns if c.name in first]
+    fixed = [c for c in t.columns if c.name not in first and not _called(c)]
+    called = [c for c in t.columns if c.name not in first and _called(c)]
+    constants = tuple(_json_text(v) if isinstance(c.type, JSON) else v for c, v in _defaults(fixed))
+    calls = [c.default.arg for c in called]  # type: ignore[union-attr]
+    json_at = [i for i, c in enumerate(given) if isinstance(c.type, JSON)]
+    get = itemgetter(*(c.name for c in given))
+    single = len(given) == 1
+    quoted = ", ".join(f'"{c.name}"' for c in (*given, *fixed, *called))
     statement = f'COPY "{t.name}" ({quoted}) FROM STDIN'
     raw = session.connection().connection.driver_connection
     assert raw is not None
+    width = len(first)
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([value(row, n) for n in names])
+            try:
+                if len(row) != width:
+                    raise KeyError  # the same width and every key of the first: its shape
+                got = get(row)
+            except KeyError:
+                copy.write_row(_each_column(row, (*given, *fixed, *called)))
+                continue
+            values = [got] if single else list(got)
+            for i in json_at:
+                values[i] = _json_text(values[i])
+            values.extend(constants)
+            for call in calls:
+                values.append(call(None))
+            copy.write_row(values)
+
+
+def _each_column(row: Row, columns: Sequence[Any]) -> list[Any]:
+    """A row of another shape than the first: each column from it, or its default."""
+    out = []
+    for c in columns:
+        if c.name in row:
+            v = row[c.name]
+        elif c.default is None:
+            v = None
+        else:
+            v = c.default.arg(None) if c.default.is_callable else c.default.arg
+        out.append(_json_text(v) if isinstance(c.type, JSON) else v)
+    return out
+
+
+def _called(column: Any) -> bool:
+    return column.default is not None and bool(column.default.is_callable)
+
+
+def _defaults(columns: list[Any]) -> list[tuple[Any, Any]]:
+    return [(c, None if c.default is None else c.default.arg) for c in columns]
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's text: orjson (about ten times quicker than the standard library),
+    and `json.dumps(value, default=str)` as before for what orjson would write otherwise or
+    refuses: datetimes (orjson writes a `T`), non-string keys, integers beyond 64 bits. The
+    merge's values are strings, numbers, booleans, lists and dicts of them; no floats."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:

@@ -33,6 +33,7 @@ from app.webhooks.delivery import deliver_pending
 log = logging.getLogger("esis_sync.jobs")
 
 QUEUE = "esis-sync"
+DEFER_BATCH = 500  # pull jobs deferred by one statement
 
 
 def conninfo(settings: Settings) -> str:
@@ -91,12 +92,8 @@ def make_app(settings: Settings) -> procrastinate.App:
     async def tick(timestamp: int) -> int:
         now = dt.datetime.fromtimestamp(timestamp, dt.UTC)
         schools = await asyncio.to_thread(_due_and_claimed, now)
-        for school in schools:
-            # Still queued from an earlier tick (a long queue): once is enough.
-            with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
-                await pull_school.configure(
-                    lock=f"school:{school}", queueing_lock=f"pull:{school}"
-                ).defer_async(school_id=str(school))
+        for start in range(0, len(schools), DEFER_BATCH):
+            await defer_pulls(app, schools[start : start + DEFER_BATCH])
         if schools:
             log.info("daily pulls queued", extra={"pulls": len(schools)})
         return len(schools)
@@ -120,6 +117,31 @@ def make_app(settings: Settings) -> procrastinate.App:
         return await asyncio.to_thread(deliver_pending, sessions=sessions, settings=settings)
 
     return app
+
+
+def _pull_job(app: procrastinate.App, school: uuid.UUID) -> procrastinate.jobs.Job:
+    return (
+        app.tasks["pull_school"]
+        .configure(lock=f"school:{school}", queueing_lock=f"pull:{school}")
+        .make_new_job(school_id=str(school))
+    )
+
+
+async def defer_pulls(app: procrastinate.App, schools: list[uuid.UUID]) -> None:
+    """Queue a `pull_school` job per school with one INSERT (procrastinate's
+    `batch_defer_jobs_async`), not one per school: deferring one by one competed with the
+    worker's own pulls and set the pace of a large tick (bench/README.md, pull scale). A
+    school still queued from an earlier tick (a long queue) makes the batch fail as a whole:
+    then each is deferred alone, and the one already queued is left as it is (once is
+    enough)."""
+    if not schools:
+        return
+    try:
+        await app.job_manager.batch_defer_jobs_async([_pull_job(app, s) for s in schools])
+    except procrastinate.exceptions.AlreadyEnqueued:
+        for school in schools:
+            with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
+                await app.job_manager.defer_job_async(_pull_job(app, school))
 
 
 async def retry_stalled_jobs(app: procrastinate.App, *, seconds: float) -> int:

@@ -8,6 +8,8 @@ latest snapshot has seen every local edit. Helpers: tests/property_helpers.py.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -15,9 +17,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, example, given, settings
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.esis.parsing import parse_json
+from app.schools.models import UpdatePolicy
 from app.sync import repository
+from app.sync.service import plan_merge
 from tests.property_helpers import (
     ENTITY_TABLES,
     LINK_TABLES,
@@ -403,3 +409,168 @@ def _check_drift_is_current(runner: Runner, *, group: bool) -> None:
         assert ours != theirs, (entity, record_id, name, item)
         checked += 1
     event(f"open drift items checked: {min(checked, 3)}{'+' if checked >= 3 else ''}")
+
+
+# --- the short-cut (issue 18) ------------------------------------------------------------
+#
+# A known record that already agrees with ESIS in every field, with no drift, no missing mark
+# and no deletion, is settled by one comparison (`records.agrees`) instead of the rules field
+# by field. The plan must be the same either way: the next snapshot is planned against the
+# school as the steps left it (local edits included), with the short-cut and without it.
+
+
+def _next_plan(runner: Runner, *, shortcut: bool) -> Json:
+    """The plan of the World's next snapshot against the school as it is now, normalised:
+    the ids the plan makes up are numbered in the order it made them."""
+    body = runner.world.snapshot(
+        brin=runner.brin, generated_at=dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)
+    )
+    with runner.db() as session:
+        state = repository.load_state(session=session, school_id=runner.school_id)
+    plan = plan_merge(
+        state=state,
+        snapshot=parse_json(json.dumps(body).encode()),
+        policy=UpdatePolicy.IGNORE,
+        activation=False,
+        run_id=uuid.UUID(int=1),
+        now=dt.datetime(2026, 11, 3, 9, 0, 1, tzinfo=dt.UTC),
+        key_changes=True,
+        shortcut=shortcut,
+    )
+    made: dict[uuid.UUID, str] = {}
+    for row in [*(r for t in plan.tables.values() for r in t.inserts), *plan.drift_inserts]:
+        made[row["id"]] = f"new-{len(made)}"
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, uuid.UUID):
+            return made.get(value, str(value))
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [norm(v) for v in value]
+        return value
+
+    normalised: Json = norm(
+        {
+            "tables": {
+                name: {
+                    "inserts": t.inserts,
+                    "updates": sorted(t.updates, key=lambda r: str(r["id"])),
+                    "deletes": sorted(map(str, t.deletes)),
+                }
+                for name, t in sorted(plan.tables.items())
+                if t.inserts or t.updates or t.deletes
+            },
+            "drift": [plan.drift_inserts, plan.drift_updates, plan.drift_deletes],
+            "drift_touched": sorted(map(str, plan.drift_touched)),
+            "changes": sorted(
+                ([c.entity, c.entity_id, c.kind, c.changes] for c in plan.changes), key=repr
+            ),
+            "counts": plan.counts_json(),
+            "warnings": plan.warnings,
+            "key_changes": plan.key_changes,
+        }
+    )
+    return normalised
+
+
+def _check_shortcut_changes_nothing(runner: Runner) -> Json:
+    planned = _next_plan(runner, shortcut=True)
+    assert planned == _next_plan(runner, shortcut=False)
+    return planned
+
+
+@SETTINGS
+@scenarios
+@given(world=worlds(), steps=STEPS)
+def test_shortcut_plans_exactly_what_the_full_rules_plan(
+    client: TestClient, db: sessionmaker[Session], world: World, steps: list[Step]
+) -> None:
+    """After any steps (local edits, drift, missing marks, moves), with or without the
+    short-cut the next snapshot's plan is the same; and the run it makes stamps the drift
+    items it saw again with its id."""
+    runner = Runner.activated(client, db, world)
+    for step in steps:
+        runner.step(step)
+        _check_shortcut_changes_nothing(runner)
+    drift_before = {row["id"]: row for row in runner.rows("drift_item")}
+    again = runner.push()
+    assert again["status"] == "applied"
+    after = runner.rows("drift_item")
+    for row in after:  # opened by this run (a local edit not pushed yet): it names the run
+        if row["id"] not in drift_before:
+            assert str(row["first_run_id"]) == str(row["last_run_id"]) == again["id"], row
+    _check_drift_seen_by(drift_before, [r for r in after if r["id"] in drift_before], again["id"])
+    _check_shortcut_changes_nothing(runner)
+
+
+def _set(runner: Runner, table: str, key: str, **values: Any) -> uuid.UUID:
+    t = repository.table(table)
+    with runner.db.begin() as session:
+        record_id: uuid.UUID = session.execute(
+            update(t)
+            .where(t.c.school_id == runner.school_id, t.c.esis_key == key)
+            .values(values)
+            .returning(t.c.id)
+        ).scalar_one()
+    return record_id
+
+
+def test_shortcut_esis_unchanged_but_local_state_changed_takes_the_full_path(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """ESIS sends exactly what it sent last time (its values, as stored beside the record,
+    are equal), but here the record changed: a field edited locally, marked missing, deleted
+    locally. Each must come out as the full rules say: drift, reappeared, suppressed."""
+    runner = Runner.activated(client, db, _two_classes())
+    runner.local_edit(LocalEdit("guardian", "email", 0, "info@school.nl"))  # V900
+    now = dt.datetime.now(dt.UTC)
+    _set(runner, "guardian", "V901", missing_in_esis_since=now)
+    _set(runner, "student", "S901", deleted_at=now, deleted_by="key:test")
+    stored = {row["esis_key"]: row["esis_values"] for row in runner.rows("guardian")}
+    assert stored["V900"] == esis_values("guardian", runner.listed("guardian")["V900"])
+
+    plan = _check_shortcut_changes_nothing(runner)
+    assert plan["counts"]["guardian"]["drift_opened"] == 1
+    assert plan["counts"]["guardian"]["reappeared"] == 1
+    assert plan["counts"]["student"]["suppressed"] == 1
+    assert plan["counts"]["student"]["unchanged"] == 1
+    run = runner.push()
+    assert run["counts"]["guardian"]["drift_opened"] == 1, run["counts"]
+    assert run["counts"]["guardian"]["reappeared"] == 1, run["counts"]
+    assert run["counts"]["student"]["suppressed"] == 1, run["counts"]
+    # An open drift item is local state too: the record still goes the full path, and the
+    # item it sees again is stamped with the run.
+    drift_before = {row["id"]: row for row in runner.rows("drift_item")}
+    again = runner.push()
+    assert again["counts"]["guardian"]["drift_opened"] == 0
+    _check_drift_seen_by(drift_before, runner.rows("drift_item"), again["id"])
+    (item,) = runner.rows("drift_item")
+    assert str(item["last_run_id"]) == again["id"]
+    _check_shortcut_changes_nothing(runner)
+
+
+def test_shortcut_esis_changed_but_ours_agrees_closes_the_drift(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """The reverse: ESIS's values moved away from what it sent before, and now equal ours
+    (ESIS adopted a local edit; ESIS took back a change we kept as drift). The drift closes,
+    the stored ESIS values follow, and nothing else changes."""
+    runner = Runner.activated(client, db, _two_classes())
+    runner.local_edit(LocalEdit("guardian", "email", 0, "info@school.nl"))  # V900
+    runner.step(Push((Edit("student", "gender", 0, "male"),)))  # S900: drift
+    assert {row["field"] for row in runner.rows("drift_item")} == {"email", "gender"}
+    runner.adopt(Adopt(0))  # ESIS now sends the e-mail set here
+    runner.world.mutate(Revert("student", 0))  # and takes its gender change back
+    plan = _check_shortcut_changes_nothing(runner)
+    assert plan["counts"]["guardian"]["drift_closed"] == 1
+    assert plan["counts"]["student"]["drift_closed"] == 1
+    assert plan["counts"]["guardian"]["updated"] == plan["counts"]["student"]["updated"] == 0
+    run = runner.push()
+    assert run["counts"]["guardian"]["drift_closed"] == 1, run["counts"]
+    assert run["counts"]["student"]["drift_closed"] == 1, run["counts"]
+    assert runner.rows("drift_item") == []
+    assert "drift" not in json.dumps(_check_shortcut_changes_nothing(runner)["changes"])
+    rows = {row["esis_key"]: row for row in runner.rows("guardian")}
+    assert rows["V900"]["esis_values"]["email"] == "info@school.nl"
+    assert rows["V900"]["email"] == "info@school.nl"

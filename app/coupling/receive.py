@@ -39,6 +39,7 @@ from app.esis.validation import check_snapshot
 from app.metrics import observe_merge
 from app.schools import repository as schools
 from app.schools.models import CouplingState, School
+from app.sync.gcpause import paused
 from app.sync.merge import merge_into
 from app.sync.models import RunStatus, Snapshot, SyncRun
 from app.sync.repository import DONE
@@ -106,15 +107,19 @@ def receive_snapshot(
         return stored
     _snapshot, run, replayed = stored
     try:
-        parsed = parsed or parse_snapshot(body, content_type, max_records=limits.max_records)
-        run = _apply(
-            sessions=sessions,
-            school_id=school_id,
-            run_id=run.id,
-            parsed=parsed,
-            today=today,
-            max_records=limits.max_records,
-        )
+        # The cyclic collector waits while the snapshot is read and applied: both build tens
+        # of thousands of short-lived objects, and each collection on the way would walk
+        # everything alive (app/sync/gcpause.py). Reference counting frees them as before.
+        with paused():
+            parsed = parsed or parse_snapshot(body, content_type, max_records=limits.max_records)
+            run = _apply(
+                sessions=sessions,
+                school_id=school_id,
+                run_id=run.id,
+                parsed=parsed,
+                today=today,
+                max_records=limits.max_records,
+            )
         if run.status == RunStatus.FAILED.value and run.error and run.error["status"] < 500:
             raise _replayed_problem(run.error)  # recovery failed it first: the same problem
     except Exception as exc:

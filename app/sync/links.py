@@ -18,6 +18,8 @@ from app.sync.plan import LinkState, Pair, Plan, Row, State
 from app.sync.records import Merged
 from app.sync.rules import Context, Mode, should_apply
 
+ESIS = Source.ESIS.value  # read once: an enum member's `.value` is a Python-level property
+
 
 def merge_student_groups(
     plan: Plan,
@@ -104,7 +106,7 @@ def current_main_groups(state: State) -> dict[uuid.UUID, list[uuid.UUID]]:
         group = state.groups.rows.get(group_id)
         if (
             group is not None
-            and group["source"] == Source.ESIS.value
+            and group["source"] == ESIS
             and not group["is_composite"]
             and row["deleted_at"] is None
         ):
@@ -187,8 +189,8 @@ def merge_links(
                 open_drift(plan, ctx, state, name, row["id"], field_name, ours, esis_value)
         if values and (row["esis_values"] or {}) != values:
             update["esis_values"] = values
-        if row["source"] != Source.ESIS.value and ctx.activation:
-            update["source"] = Source.ESIS.value
+        if row["source"] != ESIS and ctx.activation:
+            update["source"] = ESIS
         if changes:
             update["updated_at"] = ctx.now
             plan.count(name, "updated")
@@ -204,7 +206,7 @@ def merge_links(
             pair not in incoming
             and pair[0] not in keep_ends
             and pair[1] not in keep_ends
-            and row["source"] == Source.ESIS.value
+            and row["source"] == ESIS
             and row["deleted_at"] is None
             and row["missing_in_esis_since"] is None
             and row["id"] not in deleted

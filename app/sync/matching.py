@@ -9,6 +9,8 @@ from app.provenance import Source
 from app.sync.plan import EntityState, Plan, Row
 from app.sync.rules import EntitySpec, fold, jsonable
 
+ESIS = Source.ESIS.value  # read once: an enum member's `.value` is a Python-level property
+
 
 def activation_matches(
     plan: Plan, spec: EntitySpec, current: EntityState, incoming: dict[str, Row]
@@ -22,7 +24,7 @@ def activation_matches(
     candidates = [
         row
         for row in current.rows.values()
-        if row["source"] != Source.ESIS.value
+        if row["source"] != ESIS
         and row["deleted_at"] is None
         and (row["esis_key"] is None or row["esis_key"] not in incoming)
     ]
@@ -64,7 +66,7 @@ def activation_matches(
             }
         )
     for key, row in current.by_key.items():
-        if key in incoming and row["source"] != Source.ESIS.value:
+        if key in incoming and row["source"] != ESIS:
             matched_ids.add(row["id"])
             plan.report["matched"].append(
                 {

@@ -94,7 +94,10 @@ class Plan:
         return self.tables.setdefault(name, TablePlan())
 
     def count(self, entity: str, what: str, n: int = 1) -> None:
-        self.counts.setdefault(entity, Counter())[what] += n
+        counter = self.counts.get(entity)
+        if counter is None:  # not setdefault: that would build a Counter on every call
+            counter = self.counts[entity] = Counter()
+        counter[what] += n
 
     def counts_json(self) -> dict[str, dict[str, int]]:
         return {

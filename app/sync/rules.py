@@ -93,7 +93,12 @@ def group_values(group: Any, school_year: str) -> Row:
     return values
 
 
+PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
+    if type(value) in PLAIN:  # most values: no isinstance chain
+        return value
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Enum):

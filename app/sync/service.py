@@ -72,6 +72,7 @@ def plan_merge(
     scope: frozenset[Kind] | None = None,
     keep: Mapping[str, frozenset[str]] | None = None,
     key_changes: bool = False,
+    shortcut: bool = True,
 ) -> Plan:
     """Decide every insert, update, drift item and event that `snapshot` causes.
 
@@ -85,6 +86,10 @@ def plan_merge(
 
     `key_changes`: pair a dropped record with a new key that is the same person as a
     proposal (`plan.key_changes`) instead of missing + new; the daily merge asks for it.
+
+    `shortcut`: a known record that already agrees with ESIS in every field and has nothing
+    pending locally is settled by one comparison (`records.agrees`); the plan is the same
+    either way (tests/test_merge_properties.py compares both).
     """
     scope = snapshot.scope if scope is None else scope
     keep = keep or {}
@@ -102,7 +107,14 @@ def plan_merge(
         if kind not in scope:
             return known(current)
         return merge_records(
-            plan, ctx, spec, current, state, incoming, keep=keep.get(spec.name, frozenset())
+            plan,
+            ctx,
+            spec,
+            current,
+            state,
+            incoming,
+            keep=keep.get(spec.name, frozenset()),
+            shortcut=shortcut,
         )
 
     groups = records(

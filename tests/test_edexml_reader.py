@@ -8,10 +8,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from app.esis.edexml import EdexmlRead, read_edexml
+from app.esis.edexml_nodes import construct
 from app.esis.errors import FormatError
-from app.esis.schemas import Gender, Relation
+from app.esis.schemas import Gender, GuardianOf, Relation
 
 # The official samples: tests/fixtures/edexml/official/ (its README says where from).
 OFFICIAL = Path(__file__).resolve().parent / "fixtures" / "edexml" / "official"
@@ -534,3 +536,32 @@ def test_external_entity_is_refused_without_reading_the_file() -> None:
 def test_entity_reference_without_doctype_is_malformed() -> None:
     body = edex(student("1", "<roepnaam>&xxe;</roepnaam>"))
     assert "malformed XML" in refused(body).detail
+
+
+def test_fast_construct_builds_what_model_construct_builds() -> None:
+    """The reader builds its GuardianOf links with `construct`, a shortcut of pydantic's
+    `model_construct`: the two must give equal models with the same state."""
+    fields = {"student", "relation"}
+    for relation in (Relation.MOTHER, None):
+        fast = construct(GuardianOf, fields, {"student": "1001", "relation": relation})
+        slow = GuardianOf.model_construct(_fields_set=fields, student="1001", relation=relation)
+        assert fast == slow
+        assert fast.model_fields_set == slow.model_fields_set == fields
+        assert fast.__pydantic_extra__ is slow.__pydantic_extra__
+        assert fast.__pydantic_private__ is slow.__pydantic_private__
+        assert fast.model_dump() == slow.model_dump()
+        assert hash(fast) == hash(slow)
+        with pytest.raises(ValidationError):
+            fast.student = "1002"  # type: ignore[misc]  # frozen, as the validated model is
+
+
+def test_compacted_models_equal_the_validated_ones() -> None:
+    """The Compactor shares values in place: the models read equal to freshly validated
+    ones, and stay frozen."""
+    result = read(GUARDIANS)
+    for model in [*result.snapshot.students, *result.snapshot.guardians, *result.snapshot.groups]:
+        again = type(model).model_validate(model.model_dump(exclude_unset=True))
+        assert model == again
+        assert model.model_fields_set == again.model_fields_set
+        with pytest.raises(ValidationError):
+            setattr(model, "key", "x")  # noqa: B010 (frozen)

@@ -28,6 +28,7 @@ from app.esis.edexml_nodes import (
     Node,
     ValidationProblems,
     Warnings,
+    construct,
     key_of,
     parse_date,
     parse_datetime,
@@ -300,9 +301,7 @@ class _Reader:
             self.names(node, initials="voorletters")
             node.put("phone", "telefoonnummer")
             # Both values are valid already (the student's key, a Relation or None).
-            link = GuardianOf.model_construct(
-                _fields_set=LINK_FIELDS, student=student, relation=relation
-            )
+            link = construct(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
             known = self.guardians.get(key)
             if known is None:
                 if key in self.bad_guardians:

@@ -14,7 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from lxml import etree
 
@@ -267,22 +267,28 @@ def _resolve_type(el: etree._Element, extra_ns: dict[str, str]) -> None:
     el.set(XSI_TYPE, f"{prefix}:{name}")
 
 
+_TYPED = "descendant-or-self::*[@xsi:type]"
+
+
 def _to_edex(data: etree._Element) -> bytes:
     """The EDEXml document (root `EDEX`, no namespace) inside a `leerlinggegevens` element."""
     parts = {name: [c for c in data if _local(c) == name] for name in EDEX_PARTS}
     extra_ns: dict[str, str] = {}
     for name in EDEX_PARTS:
         for part in parts[name]:
-            for el in part.iter():
-                if isinstance(el.tag, str):
-                    _resolve_type(el, extra_ns)
+            # Only the elements with an xsi:type, found in C, in document order.
+            typed = part.xpath(_TYPED, namespaces={"xsi": NS_XSI})
+            for el in cast(list[etree._Element], typed):
+                _resolve_type(el, extra_ns)
     edex = etree.Element("EDEX", nsmap={"xsi": NS_XSI, **extra_ns})
     for name in EDEX_PARTS:
         for part in parts[name]:
             edex.append(part)  # moves the element; no copy of a large answer
     for el in edex.iter():
-        if isinstance(el.tag, str):
-            el.tag = _local(el)
+        tag = el.tag
+        # `{namespace}local` becomes `local`; a tag without a namespace is left as it is.
+        if isinstance(tag, str) and tag.startswith("{"):
+            el.tag = tag.rpartition("}")[2]
     etree.cleanup_namespaces(
         edex, top_nsmap={"xsi": NS_XSI, **extra_ns}, keep_ns_prefixes=["xsi", *extra_ns]
     )

@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    return 0 if met else 1
+    # A missed target is reported above, not an error: `make bench` runs on to the end, as
+    # bench.merge does (its exit status is 1 only when a scenario could not run).
+    return 0
 
 
 if __name__ == "__main__":

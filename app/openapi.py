@@ -107,17 +107,3 @@ def _string_lengths(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _string_lengths(value)
-
-
-def main() -> None:
-    """`python -m app.openapi`: print the document (for `make spectral` and generators)."""
-    import json
-
-    from app.config import Settings
-    from app.main import create_app
-
-    print(json.dumps(create_app(Settings(database_url="sqlite://")).openapi(), indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -55,7 +55,8 @@ def corrections_report(
         str | None, Query(max_length=64, description="Only this field, e.g. `email`.")
     ] = None,
     format: Annotated[
-        str | None, Query(pattern="^(json|csv)$", description="`json` (default) or `csv`.")
+        str | None,
+        Query(max_length=4, pattern="^(json|csv)$", description="`json` (default) or `csv`."),
     ] = None,
 ) -> CorrectionList | Response:
     report = corrections.list_corrections(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -71,6 +72,20 @@ def _create_postgres_database() -> tuple[str, Engine]:
     return admin_url.set(database=name).render_as_string(hide_password=False), admin
 
 
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, migrated PostgreSQL database of its own, dropped `WITH (FORCE)` afterwards
+    (unreachable PostgreSQL: a skip with the reason, a failure under CI=true)."""
+    url, admin = _create_postgres_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -81,15 +96,8 @@ def database_url(
         upgrade(url)
         yield url
         return
-    url, admin = _create_postgres_database()
-    try:
-        upgrade(url)
+    with postgres_database() as url:
         yield url
-    finally:
-        name = make_url(url).database
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
+from app.migrations import upgrade
 from bench.server import HOST, ROOT, Server, _wait_healthy, esis_sync_command, free_port
 from bench.server import service_env as bench_service_env
+from tests.conftest import postgres_database
 
 STOP_TIMEOUT = 15.0
 
@@ -174,10 +174,8 @@ def running(
 @contextmanager
 def fresh_database(backend: str, directory: Path) -> Iterator[str]:
     """A new, migrated database: a SQLite file in `directory`, or a PostgreSQL database made
-    through tests/conftest.py (which fails under CI=true when PostgreSQL is unreachable, and
-    skips otherwise), dropped `WITH (FORCE)` afterwards."""
-    from app.migrations import upgrade
-
+    through tests/conftest.py's `postgres_database` (which fails under CI=true when PostgreSQL
+    is unreachable, and skips otherwise), dropped `WITH (FORCE)` afterwards."""
     if backend == "sqlite":
         url = f"sqlite:///{directory / 'esis-sync.db'}"
         upgrade(url)
@@ -185,16 +183,8 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
         return
     if backend != "postgresql":
         raise ValueError(f"unknown backend {backend!r}")
-    from tests.conftest import _create_postgres_database
-
-    url, admin = _create_postgres_database()
-    try:
-        upgrade(url)
+    with postgres_database() as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # --- HTTP -----------------------------------------------------------------------------------

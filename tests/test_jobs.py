@@ -16,13 +16,11 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.main import create_app
-from app.migrations import upgrade
 from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
-from tests.conftest import _create_postgres_database
+from tests.conftest import postgres_database
 from tests.factories import SchoolKeys, auth, make_school
 from tests.snapshots import school_snapshot
 
@@ -31,14 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def pg() -> Iterator[str]:
-    url, admin = _create_postgres_database()
-    upgrade(url)
-    try:
+    with postgres_database() as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

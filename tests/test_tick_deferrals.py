@@ -10,24 +10,16 @@ from collections.abc import Iterator
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.jobs import defer_pulls, make_app
-from app.migrations import upgrade
-from tests.conftest import _create_postgres_database
+from tests.conftest import postgres_database
 
 
 @pytest.fixture
 def pg() -> Iterator[str]:
-    url, admin = _create_postgres_database()
-    upgrade(url)
-    try:
+    with postgres_database() as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _queued(url: str) -> list[tuple[str, str, str, str]]:

@@ -14,15 +14,13 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from standardwebhooks.webhooks import Webhook
 
 from app.config import Settings
 from app.main import create_app
-from app.migrations import upgrade
-from tests.conftest import _create_postgres_database
 from tests.factories import auth, make_school
 from tests.merge_helpers import activate
+from tests.procs import fresh_database
 from tests.snapshots import school_snapshot
 from tests.webhook_receiver import receiver
 
@@ -31,19 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'worker.db'}"
-        upgrade(url)
+    with fresh_database(request.param, tmp_path) as url:
         yield url
-        return
-    url, admin = _create_postgres_database()
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_a_worker_process_delivers_the_feed_in_order(fresh_url: str) -> None:

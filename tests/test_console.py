@@ -286,7 +286,7 @@ def test_every_text_is_in_both_catalogs_and_the_compiled_files_are_current() -> 
         )
 
 
-def test_the_next_scheduled_pull_waits_out_the_quarantine_back_off(
+def test_r3_the_next_scheduled_pull_waits_out_the_quarantine_back_off(
     client: TestClient,
     db: sessionmaker[Session],
     settings: Settings,

@@ -44,7 +44,7 @@ def _next_day(snap: Snapshot) -> bytes:
     return body.replace(b"+31600000002", BAD_PHONE)
 
 
-def test_a_bad_guardian_in_an_edexml_file_is_set_aside_alone_when_read() -> None:
+def test_r4_a_bad_guardian_in_an_edexml_file_is_set_aside_alone_when_read() -> None:
     school = school_snapshot(students=4)
     find(school, "guardians", "V0002")["phone"] = "+31600000002"
     read = read_edexml(_next_day(school))
@@ -83,7 +83,7 @@ def test_r4_an_edexml_push_with_one_bad_guardian_keeps_its_student(
     assert all(r["missing_in_esis_since"] is None for r in rows(db, "guardian"))
 
 
-def test_a_shared_guardian_bad_under_one_student_is_set_aside_and_both_students_read() -> None:
+def test_r4_a_shared_guardian_bad_under_one_student_is_set_aside_and_both_students_read() -> None:
     school = school_snapshot(students=4)
     shared = find(school, "guardians", "V0001")
     shared["phone"] = "+31600000002"

@@ -483,7 +483,7 @@ def _check_shortcut_changes_nothing(runner: Runner) -> Json:
 @SETTINGS
 @scenarios
 @given(world=worlds(), steps=STEPS)
-def test_shortcut_plans_exactly_what_the_full_rules_plan(
+def test_r4_r6_shortcut_plans_exactly_what_the_full_rules_plan(
     client: TestClient, db: sessionmaker[Session], world: World, steps: list[Step]
 ) -> None:
     """After any steps (local edits, drift, missing marks, moves), with or without the
@@ -516,7 +516,7 @@ def _set(runner: Runner, table: str, key: str, **values: Any) -> uuid.UUID:
     return record_id
 
 
-def test_shortcut_esis_unchanged_but_local_state_changed_takes_the_full_path(
+def test_r5_r6_shortcut_esis_unchanged_but_local_state_changed_takes_the_full_path(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     """ESIS sends exactly what it sent last time (its values, as stored beside the record,
@@ -550,7 +550,7 @@ def test_shortcut_esis_unchanged_but_local_state_changed_takes_the_full_path(
     _check_shortcut_changes_nothing(runner)
 
 
-def test_shortcut_esis_changed_but_ours_agrees_closes_the_drift(
+def test_r5_shortcut_esis_changed_but_ours_agrees_closes_the_drift(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     """The reverse: ESIS's values moved away from what it sent before, and now equal ours

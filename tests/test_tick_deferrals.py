@@ -37,7 +37,7 @@ def _queued(url: str) -> list[tuple[str, str, str, str]]:
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def test_tick_defers_pulls_in_one_batch_and_skips_a_school_still_queued(pg: str) -> None:
+def test_r3_tick_defers_pulls_in_one_batch_and_skips_a_school_still_queued(pg: str) -> None:
     settings = Settings(
         database_url=pg,
         bootstrap_operator_key=False,

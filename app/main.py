@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.schema_head = head_revision(settings.database_url)
+    app.state.schema_head = head_revision()
 
     install_error_handlers(app)
     app.add_middleware(NulGuardMiddleware)

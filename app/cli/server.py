@@ -12,7 +12,7 @@ from app.config import Settings
 from app.db import write_transaction
 
 
-def _require_schema(settings: Settings, engine: Engine) -> None:
+def _require_schema(engine: Engine) -> None:
     """Exit 2 with one line (no traceback) unless the database is reachable and at the head."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,7 +26,7 @@ def _require_schema(settings: Settings, engine: Engine) -> None:
             err=True,
         )
         raise typer.Exit(2) from None
-    head = head_revision(settings.database_url)
+    head = head_revision()
     if current != head:
         typer.echo(
             f"the database schema is at {current or 'no migration'}, not at the latest "
@@ -59,7 +59,7 @@ def worker(
 
     settings = load_settings(needs_secret_key=True)
     with database(settings) as db:
-        _require_schema(settings, db.engine)
+        _require_schema(db.engine)
     stop = threading.Event()
     typer.echo(
         f"worker: looking for due schools every {settings.scheduler_interval_seconds} s", err=True
@@ -96,7 +96,7 @@ def serve(
     bind_port = port or settings.port
     base = f"http://{bind_host}:{bind_port}"
     with database(settings) as db:
-        _require_schema(settings, db.engine)
+        _require_schema(db.engine)
         if settings.should_bootstrap_operator_key:
             with write_transaction(db.sessions) as session:
                 if not operator_key_exists(session=session):

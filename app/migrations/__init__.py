@@ -50,8 +50,13 @@ def head_revision() -> str | None:
     for path in sorted(VERSIONS.glob("*.py")):
         values = _assignments(path)
         if isinstance(revision := values.get("revision"), str):
-            down = values.get("down_revision")
-            revisions[revision] = (down,) if isinstance(down, str) else tuple(down or ())
+            down = values.get("down_revision")  # None, one revision, or a merge's tuple
+            if isinstance(down, str):
+                revisions[revision] = (down,)
+            elif isinstance(down, tuple | list):
+                revisions[revision] = tuple(map(str, down))
+            else:
+                revisions[revision] = ()
     named = {down for downs in revisions.values() for down in downs}
     heads = [revision for revision in revisions if revision not in named]
     if len(heads) > 1:

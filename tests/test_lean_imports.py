@@ -4,8 +4,9 @@ Issue 18 bounds the peak memory of `esis-sync serve`. Libraries only some comman
 requests use are imported when they are used (each such import says why where it is):
 alembic with mako (`esis-sync migrate` and the tests), cryptography (storing or reading a
 secret, loading a certificate), httpx with the rich and pygments its command line pulls in
-(a pull, a webhook delivery). Checked in a fresh interpreter, the way `esis-sync serve`
-starts: the command line, the schema check and the app.
+(a pull, a webhook delivery), the console with jinja2 and babel (its first page). Checked in
+a fresh interpreter, the way `esis-sync serve` starts: the command line, the schema check and
+the app.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, create_engine
 from app.migrations import alembic_config, current_revision, head_revision
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_AT_START = ("alembic", "mako", "cryptography", "httpx", "rich", "pygments")
+NOT_AT_START = ("alembic", "mako", "cryptography", "httpx", "rich", "pygments", "jinja2", "babel")
 
 # What `esis-sync serve` does before uvicorn serves: the command line (every command group),
 # the schema check, then the app factory.

@@ -148,7 +148,9 @@ def assemble(model: type[M], fields_set: set[str], values: dict[str, Any]) -> M:
     then keeps them in the instance's own values array, under a table of names that every
     instance of the class shares, about 100 bytes for twelve fields. A `__dict__` set whole,
     as pydantic does, is a dict of its own per instance, about 460 bytes: 70 MB of a
-    50,000-student read. tests/test_edexml_reader.py compares the two."""
+    50,000-student read. The snapshot models' tables of names are made when they are
+    defined (`app.esis.schemas._name_fields_first`). tests/test_edexml_reader.py compares
+    the two."""
     built = model.__new__(model)
     for name, value in values.items():
         object.__setattr__(built, name, value)  # frozen to its users

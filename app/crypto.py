@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.errors import DomainError
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 
 class SecretKeyMissing(DomainError):
@@ -38,6 +39,8 @@ def _keys(settings: Settings) -> list[bytes]:
     path = Path(settings.database_url.split("///", 1)[-1]).parent / "secret.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        from cryptography.fernet import Fernet  # see box
+
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key())
@@ -45,11 +48,16 @@ def _keys(settings: Settings) -> list[bytes]:
 
 
 def box(settings: Settings) -> MultiFernet:
+    # cryptography (~6 MB) only when a secret is stored or read: a serving process may run
+    # for days without (pushes that are not signed, no pulls, no webhooks).
+    from cryptography.fernet import Fernet, MultiFernet
+
     return MultiFernet([Fernet(key) for key in _keys(settings)])
 
 
 def rotate_all(*, session: Any, settings: Settings) -> int:
     """Re-encrypt every stored secret with the first key (MultiFernet.rotate)."""
+    from cryptography.fernet import InvalidToken  # see box
     from sqlalchemy import select, update
 
     from app.db import metadata
@@ -77,6 +85,8 @@ def encrypt(settings: Settings, plain: bytes) -> bytes:
 
 
 def decrypt(settings: Settings, token: bytes) -> bytes:
+    from cryptography.fernet import InvalidToken  # see box
+
     try:
         return box(settings).decrypt(token)
     except InvalidToken:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import gc
+import threading
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 import app.models  # noqa: F401  (every table registered before any query)
 from app import health, metrics
 from app import openapi as openapi_document
 from app.apidocs import install_docs
 from app.config import Settings, get_settings
-from app.console.site import create_console
 from app.coupling.health_router import router as esis_health_router
 from app.coupling.held_router import router as held_runs_router
 from app.coupling.router import edexml_router
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.schema_head = head_revision(settings.database_url)
+    app.state.schema_head = head_revision()
 
     install_error_handlers(app)
     app.add_middleware(NulGuardMiddleware)
@@ -95,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(esis_health_router)
     app.include_router(held_runs_router)
     app.include_router(key_changes_router)
-    app.mount("/console", create_console(app))
+    app.mount("/console", LazyConsole(app))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -111,6 +113,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     _tune_gc()
     return app
+
+
+class LazyConsole:
+    """The console (`app.console.site.create_console`), made at its first request: its pages,
+    jinja2 and babel (about 5 MB) stay out of a process nobody signs in to, such as an API
+    replica behind a load balancer. Starlette reaches its routes (`url_for`) through `routes`."""
+
+    def __init__(self, parent: FastAPI) -> None:
+        self.parent = parent
+        self._console: FastAPI | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def console(self) -> FastAPI:
+        if self._console is None:
+            with self._lock:
+                if self._console is None:
+                    from app.console.site import create_console
+
+                    self._console = create_console(self.parent)
+        return self._console
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.console.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.console(scope, receive, send)
 
 
 def _tune_gc() -> None:

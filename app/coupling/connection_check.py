@@ -29,9 +29,9 @@ from app.coupling.health_schemas import (
 from app.coupling.pulls import PullOptions, _uwlr_connection, get_connection
 from app.coupling.receive import in_pause
 from app.db import utcnow
-from app.esis import uwlr
 from app.esis.errors import FormatError
 from app.esis.leniency import keep_map
+from app.esis.uwlr_soap import UwlrError
 from app.esis.validation import check_snapshot
 from app.schools.models import CouplingState, School, UpdatePolicy
 from app.sync.guard import check
@@ -74,7 +74,7 @@ def test_connection(
     started = time.perf_counter()
     try:
         answer = options.fetcher(conn=conn, brin=brin, branch=branch, attempts=1, backoff=0.0)
-    except uwlr.UwlrError as exc:
+    except UwlrError as exc:
         return ConnectionTestResult(
             reachable=False,
             duration_ms=round((time.perf_counter() - started) * 1000),

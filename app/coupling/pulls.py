@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,19 +27,30 @@ from app.coupling.schemas import ConnectionPut
 from app.crypto import decrypt, encrypt
 from app.db import utcnow, write_transaction
 from app.errors import ClientError, DomainError, NotFound, Unprocessable
-from app.esis import uwlr
 from app.esis.certs import ClientIdentity, load_client_identity
 from app.esis.parsing import UWLR_TYPE, Parsed
-from app.esis.uwlr_normalise import without_eckid
+from app.esis.uwlr_normalise import stored_type, without_eckid
+from app.esis.uwlr_soap import UwlrConnection, UwlrError
 from app.events.service import Change, emit
 from app.schools.models import School
 from app.sync.models import RunKind, RunStatus, SyncRun
+
+if TYPE_CHECKING:
+    from app.esis.uwlr import Answer
 
 log = logging.getLogger("esis_sync.pull")
 
 LEASE = dt.timedelta(minutes=15)
 
-Fetcher = Callable[..., uwlr.Answer]
+Fetcher = Callable[..., "Answer"]
+
+
+def fetch_answer(**kwargs: Any) -> Answer:
+    """`app.esis.uwlr.fetch_answer`, imported when a pull runs: the client (httpx, the TLS
+    transport, cryptography; ~10 MB) is not in a serving process that never pulls."""
+    from app.esis import uwlr
+
+    return uwlr.fetch_answer(**kwargs)
 
 
 class EsisUnavailable(DomainError):
@@ -138,10 +149,10 @@ def get_connection(*, session: Session, school_id: uuid.UUID) -> EsisConnection:
     return row
 
 
-def _uwlr_connection(settings: Settings, row: EsisConnection) -> uwlr.UwlrConnection:
+def _uwlr_connection(settings: Settings, row: EsisConnection) -> UwlrConnection:
     identity = json.loads(decrypt(settings, row.identity_encrypted))
     secret = json.loads(decrypt(settings, row.secret_encrypted))
-    return uwlr.UwlrConnection(
+    return UwlrConnection(
         url=row.url,
         identity=ClientIdentity(
             cert_pem=identity["cert"].encode(),
@@ -165,7 +176,7 @@ class PullOptions:
     limits: PushLimits
     attempts: int = 4
     backoff: float = 1.0
-    fetcher: Fetcher = uwlr.fetch_answer
+    fetcher: Fetcher = fetch_answer
 
 
 def pull(
@@ -187,7 +198,7 @@ def pull(
         answer = options.fetcher(
             conn=conn, brin=brin, branch=branch, attempts=options.attempts, backoff=options.backoff
         )
-    except uwlr.UwlrError as exc:
+    except UwlrError as exc:
         run = SyncRun(
             school_id=school_id,
             kind=RunKind.MERGE.value,
@@ -231,7 +242,7 @@ def pull(
         sessions=sessions,
         school_id=school_id,
         body=without_eckid(answer.body),
-        content_type=uwlr.stored_type(UWLR_TYPE, brin, branch),
+        content_type=stored_type(UWLR_TYPE, brin, branch),
         idempotency_key=None,
         origin="pull",
         actor=actor,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from cryptography import x509
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +22,9 @@ Url = Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)
 
 def _pem_certificates(value: str) -> str:
     """A trust store that does not load would make every pull fail later; say so now."""
+    # cryptography only when a connection is set: see app/esis/certs.py.
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificates(value.encode("ascii"))
     except (ValueError, UnicodeEncodeError):

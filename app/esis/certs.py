@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12 as p12
+from typing import TYPE_CHECKING
 
 from app.esis.errors import FormatError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = ["ClientIdentity", "load_client_identity", "private_key_pem"]
 
@@ -43,6 +43,9 @@ def _now() -> dt.datetime:
 
 
 def private_key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    # cryptography only when a certificate is loaded: see load_client_identity.
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -57,6 +60,9 @@ def _refuse(message: str) -> FormatError:
 def _from_pkcs12(
     data: bytes, password: str | None
 ) -> tuple[x509.Certificate, list[x509.Certificate], object]:
+    # cryptography only when a certificate is loaded: see load_client_identity.
+    from cryptography.hazmat.primitives.serialization import pkcs12 as p12
+
     try:
         key, cert, extra = p12.load_key_and_certificates(
             data, password.encode() if password else None
@@ -77,6 +83,10 @@ def _from_pkcs12(
 def _from_pem(
     cert_pem: bytes, key_pem: bytes, password: str | None
 ) -> tuple[x509.Certificate, list[x509.Certificate], object]:
+    # cryptography only when a certificate is loaded: see load_client_identity.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         certs = x509.load_pem_x509_certificates(cert_pem)
     except ValueError:
@@ -105,6 +115,11 @@ def load_client_identity(
     Raises FormatError (with a message safe to show) when it cannot be used: not parseable,
     wrong password, key and certificate do not match, expired or not yet valid.
     """
+    # cryptography (~7 MB) only when a certificate is loaded: the serving process imports
+    # this module for `ClientIdentity`, and most of its life uses none.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if pkcs12 is not None and (cert_pem is not None or key_pem is not None):
         raise _refuse("give either a PKCS#12 file or a PEM certificate and key, not both")
     if pkcs12 is not None:

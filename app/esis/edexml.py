@@ -28,7 +28,7 @@ from app.esis.edexml_nodes import (
     Node,
     ValidationProblems,
     Warnings,
-    construct,
+    assemble,
     key_of,
     parse_date,
     parse_datetime,
@@ -93,7 +93,7 @@ class _Reader:
         self.today = today
         self.warnings = Warnings()
         # Each guardian is built and validated at its first occurrence, whose values win; the
-        # links of later occurrences are appended to its `students` list while the document is
+        # links of later occurrences are added to its `students` list while the document is
         # read (the model is frozen to its users, who only get it afterwards).
         self.guardians: dict[str, SnapshotGuardian] = {}
         self.bad_guardians: set[str] = set()  # refused at their first occurrence
@@ -301,7 +301,7 @@ class _Reader:
             self.names(node, initials="voorletters")
             node.put("phone", "telefoonnummer")
             # Both values are valid already (the student's key, a Relation or None).
-            link = construct(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
+            link = assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
             known = self.guardians.get(key)
             if known is None:
                 if key in self.bad_guardians:
@@ -317,7 +317,9 @@ class _Reader:
                 continue
             if any(known_link.student == student for known_link in known.students):
                 continue
-            known.students.append(link)
+            # A list of the exact length, not append's spare room: a third of a board's
+            # guardians have a second student.
+            object.__setattr__(known, "students", [*known.students, link])  # frozen to its users
             if not same_values(known, node.values):
                 self.warnings.add(
                     "guardian",

@@ -222,6 +222,22 @@ class SnapshotStaff(_Strict):
     )
 
 
+def _name_fields_first(*models: type[BaseModel]) -> None:
+    """Each model's field names put in its class's table of instance attribute names, before
+    any instance exists. CPython (3.11) shares one such table among the instances of a class
+    and keeps their attributes in small arrays under it, but stops adding names to it once a
+    few dozen instances have been made: pydantic's instances, whose `__dict__` it sets whole,
+    add none, so without this a process that validated a JSON snapshot first would give the
+    EDEXml reader's models (`edexml_nodes.assemble`) a dict each again."""
+    for model in models:
+        first = model.__new__(model)
+        for name in model.model_fields:
+            object.__setattr__(first, name, None)
+
+
+_name_fields_first(SnapshotGroup, SnapshotStudent, GuardianOf, SnapshotGuardian, SnapshotStaff)
+
+
 class EsisSnapshot(_Strict):
     """A full snapshot of one school in ESIS. Everything ESIS knows; absence means absence."""
 

@@ -8,18 +8,25 @@ The repository's `alembic.ini` points here too, for the `alembic` command of dev
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent
+VERSIONS = SCRIPT_LOCATION / "versions"
+VERSION_TABLE = "alembic_version"  # alembic's default; env.py keeps it
 
 
 def alembic_config(url: str) -> Config:
+    # alembic (with mako, ~7 MB) only for the commands that migrate: the serving process
+    # needs the head and the current revision alone, read below without it.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.set_main_option("path_separator", "os")
@@ -29,13 +36,60 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
+    from alembic import command  # see alembic_config
+
     command.upgrade(alembic_config(url), "head")
 
 
-def head_revision(url: str) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+def head_revision() -> str | None:
+    """The latest migration: the revision of `versions/` that no other names as its
+    `down_revision`, read from the files as alembic's `ScriptDirectory.get_current_head`
+    does (tests/test_migrations_head.py compares the two); more than one head is an error,
+    as there."""
+    revisions: dict[str, tuple[str, ...]] = {}
+    for path in sorted(VERSIONS.glob("*.py")):
+        values = _assignments(path)
+        if isinstance(revision := values.get("revision"), str):
+            down = values.get("down_revision")  # None, one revision, or a merge's tuple
+            if isinstance(down, str):
+                revisions[revision] = (down,)
+            elif isinstance(down, tuple | list):
+                revisions[revision] = tuple(map(str, down))
+            else:
+                revisions[revision] = ()
+    named = {down for downs in revisions.values() for down in downs}
+    heads = [revision for revision in revisions if revision not in named]
+    if len(heads) > 1:
+        raise RuntimeError(f"the migrations have more than one head: {', '.join(sorted(heads))}")
+    return heads[0] if heads else None
+
+
+def _assignments(path: Path) -> dict[str, object]:
+    """A migration file's module-level constants (`revision: str = "..."` and the like)."""
+    out: dict[str, object] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            target, value = node.target.id, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            if not isinstance(node.targets[0], ast.Name):
+                continue
+            target, value = node.targets[0].id, node.value
+        else:
+            continue
+        try:
+            out[target] = ast.literal_eval(value)
+        except ValueError:
+            continue  # not a constant
+    return out
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision, as alembic's `MigrationContext.get_current_revision` reads it
+    (None before the first migration); more than one is an error, as there."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        found = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(found) > 1:
+        raise RuntimeError(f"the database is at more than one revision: {', '.join(found)}")
+    return found[0] if found else None

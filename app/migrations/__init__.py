@@ -44,7 +44,7 @@ def upgrade(url: str) -> None:
 def head_revision() -> str | None:
     """The latest migration: the revision of `versions/` that no other names as its
     `down_revision`, read from the files as alembic's `ScriptDirectory.get_current_head`
-    does (tests/test_migrations_head.py compares the two); more than one head is an error,
+    does (tests/test_lean_imports.py compares the two); more than one head is an error,
     as there."""
     revisions: dict[str, tuple[str, ...]] = {}
     for path in sorted(VERSIONS.glob("*.py")):

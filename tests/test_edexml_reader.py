@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.esis.edexml import EdexmlRead, read_edexml
-from app.esis.edexml_nodes import assemble
+from app.esis.edexml_nodes import ONE_BY_ONE, assemble
 from app.esis.edexml_write import write_edexml
 from app.esis.errors import FormatError
 from app.esis.schemas import Gender, GuardianOf, Relation, SnapshotStudent
@@ -576,7 +576,9 @@ def test_a_large_read_keeps_its_models_small() -> None:
     """What a read holds per student (its guardians, links and groups with it), measured with
     tracemalloc on a synthetic school of 2,000 students: about 1.1 kB once its models are
     assembled (`assemble`) and shared (`Compactor`), 2.3 kB before (each model with a dict
-    of its own); the peak, with the validator's key tables, 1.4 kB (was 2.5 kB)."""
+    of its own); the peak, with the validator's key tables, 1.4 kB (was 2.5 kB). These are
+    CPython 3.11 and 3.12 figures; 3.13, which sets a model's `__dict__` whole (`ONE_BY_ONE`),
+    holds 2.1 kB (was 2.2 kB) and peaks at 2.4 kB."""
     shape = synthetic.Shape(students=2000, classes=80, composites=10, guardians=3600, staff=100)
     school = synthetic.with_header(synthetic.build_school(2026, shape), brin="12AB", push=0)
     out = io.BytesIO()
@@ -598,5 +600,6 @@ def test_a_large_read_keeps_its_models_small() -> None:
         tracemalloc.stop()
         gc.set_threshold(*thresholds)
     assert len(result.snapshot.students) == 2000 and len(before) == 99
-    assert held / 2000 < 1600
-    assert peak / 2000 < 1800
+    held_limit, peak_limit = (1600, 1800) if ONE_BY_ONE else (2300, 2600)
+    assert held / 2000 < held_limit
+    assert peak / 2000 < peak_limit

@@ -89,9 +89,10 @@ def merge_records(
     merged.proposed = frozenset(proposed)
     drifting = drifting_records(state, spec) if shortcut else None
     unchanged = 0
+    by_key = current.by_key
     for key, values in incoming_by_key.items():
-        row = current.by_key.get(key) or matches.get(key)
-        if key in proposed:
+        row = by_key.get(key) or matches.get(key)
+        if proposed and key in proposed:
             merged.ids[key] = proposed[key]["id"]
             continue
         if (
@@ -100,8 +101,8 @@ def merge_records(
             and row["missing_in_esis_since"] is None
             and row["deleted_at"] is None
             and row["tombstoned_at"] is None
-            and row["id"] not in drifting
-            and key not in matches
+            and (not drifting or row["id"] not in drifting)
+            and (not matches or key not in matches)
             and agrees(row, values)
         ):
             # The short-cut: ours already is what ESIS sends, and nothing local is pending

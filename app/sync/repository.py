@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -50,14 +51,15 @@ def table(name: str) -> Table:
     return TABLES[name]
 
 
-# Columns of a link no merge, guard or year transition reads: not loaded (each datetime is
-# an object built and converted per row, for thousands of links on every merge).
-LINK_UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
+# Columns of a record or link no merge, guard, import or year transition reads: not loaded
+# (each datetime is an object built and converted per row, each id an object, for thousands
+# of rows on every merge). The merge writes `updated_at` and `school_id`, it never reads them.
+UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
 
 
 def _rows(
     session: Session, name: str, school_id: uuid.UUID, skip: frozenset[str] = frozenset()
-) -> Iterator[Row]:
+) -> list[Row]:
     t = TABLES[name]
     # JSON columns come as their text and are decoded with orjson: the driver's stdlib
     # decoding of esis_values and local_edits was a third of loading the state. The values
@@ -69,23 +71,18 @@ def _rows(
         if c.name not in skip
     ]
     if session.get_bind().dialect.name == "postgresql":
-        yield from _pg_rows(session, t, school_id, skip, json_columns)
-        return
+        return _pg_rows(session, t, school_id, skip, json_columns)
     result = session.execute(select_columns(*columns).where(t.c.school_id == school_id))
     # All rows at once (one fetchall, not a fetchone per row) and plain dicts by zip: the
     # state of a school is a few thousand rows, read on every merge.
     keys = tuple(result.keys())
-    for values in result.all():
-        row = dict(zip(keys, values, strict=True))
-        for column in json_columns:
-            if row[column] is not None:
-                row[column] = _json(row[column])
-        yield row
+    decoded = [keys.index(n) for n in json_columns]
+    return _as_rows(keys, result.all(), [], decoded)
 
 
 def _pg_rows(
     session: Session, t: Table, school_id: uuid.UUID, skip: frozenset[str], json_columns: list[str]
-) -> Iterator[Row]:
+) -> list[Row]:
     """The same rows on PostgreSQL, through the driver's cursor in the session's transaction:
     psycopg already gives UUIDs, dates, numbers and aware datetimes, so SQLAlchemy's result
     processing per value (a third of loading the state) is not needed; what the column
@@ -104,17 +101,42 @@ def _pg_rows(
             (school_id,),
         )
         fetched = cursor.fetchall()
-    for values in fetched:
-        row = dict(zip(names, values, strict=True))
-        for i in moments:
-            v = values[i]
-            if v is not None:
-                row[names[i]] = v.astimezone(dt.UTC)
-        for i in decoded:
-            v = values[i]
-            if v is not None:
-                row[names[i]] = _json(v)
-        yield row
+    return _as_rows(names, fetched, moments, decoded)
+
+
+def _as_rows(
+    names: Sequence[str], fetched: Sequence[Sequence[Any]], moments: list[int], decoded: list[int]
+) -> list[Row]:
+    """Rows as dicts, converted a column at a time: a column of datetimes (mostly NULL: the
+    missing mark, the deletion) to UTC, a column of JSON texts decoded in one call. Per row
+    only the dict is built; thousands of rows are read on every merge."""
+    if not fetched:
+        return []
+    if not moments and not decoded:
+        return [dict(zip(names, values, strict=True)) for values in fetched]
+    columns: list[Sequence[Any]] = list(zip(*fetched, strict=True))
+    for i in moments:
+        column = columns[i]
+        if column.count(None) != len(column):
+            columns[i] = [None if v is None else v.astimezone(dt.UTC) for v in column]
+    for i in decoded:
+        columns[i] = _json_column(columns[i])
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _json_column(texts: Sequence[str | None]) -> list[Any]:
+    """JSON texts (None for NULL) decoded as one array: one decoder call for the column."""
+    try:
+        if None in texts:
+            joined = ",".join(t or "null" for t in texts)
+        else:
+            joined = ",".join(cast("Sequence[str]", texts))
+        decoded = orjson.loads(f"[{joined}]")
+    except orjson.JSONDecodeError:  # NaN, a number beyond 64 bits: each as `_json` reads it
+        return [None if t is None else _json(t) for t in texts]
+    if not isinstance(decoded, list) or len(decoded) != len(texts):
+        return [None if t is None else _json(t) for t in texts]  # pragma: no cover
+    return decoded
 
 
 def _moment(column: Any) -> bool:
@@ -131,14 +153,16 @@ def _json(text: str) -> object:
 @gc_paused
 def load_state(*, session: Session, school_id: uuid.UUID) -> State:
     def entities(name: str) -> EntityState:
-        state = EntityState()
-        for row in _rows(session, name, school_id):
-            state.add(row)
-        return state
+        rows = _rows(session, name, school_id, UNREAD)
+        return EntityState(
+            rows=dict(zip(map(itemgetter("id"), rows), rows, strict=True)),
+            by_key={row["esis_key"]: row for row in rows if row["esis_key"] is not None},
+        )
 
     def links(name: str, a: str, b: str) -> LinkState:
-        rows = _rows(session, name, school_id, LINK_UNREAD)
-        return LinkState(rows={(row[a], row[b]): row for row in rows})
+        rows = _rows(session, name, school_id, UNREAD)
+        pairs = zip(map(itemgetter(a), rows), map(itemgetter(b), rows), strict=True)
+        return LinkState(rows=dict(zip(pairs, rows, strict=True)))
 
     return State(
         school_id=school_id,

@@ -30,6 +30,7 @@ def merge_student_groups(
     groups: Merged,
     *,
     keep: frozenset[str] = frozenset(),
+    shortcut: bool = True,
 ) -> None:
     """Memberships; a student's move to another main group is drift, not a silent move.
 
@@ -100,6 +101,7 @@ def merge_student_groups(
         students.suppressed | groups.suppressed,
         state,
         keep_ends={students.ids[key] for key in keep if key in students.ids},
+        shortcut=shortcut,
     )
 
 
@@ -129,8 +131,12 @@ def merge_links(
     state: State,
     *,
     keep_ends: set[uuid.UUID] | None = None,
+    shortcut: bool = True,
 ) -> None:
-    """`keep_ends`: records left as they are (an unusable value); so are their links."""
+    """`keep_ends`: records left as they are (an unusable value); so are their links.
+
+    `shortcut`: when every link we have is in the snapshot, the R6 pass over them (which
+    marks the absent ones missing) is not made: none is absent. Off, it always is."""
     keep_ends = keep_ends or set()
     table = plan.table(name)
     rows = current.rows
@@ -211,7 +217,7 @@ def merge_links(
             table.updates.append({"school_id": ctx.school_id, "id": row["id"], **update})
     if unchanged:
         plan.count(name, "unchanged", unchanged)
-    if known == len(rows):
+    if shortcut and known == len(rows):
         return  # every link we have is in the snapshot: none is missing (R6 below)
     # R6 for links: kept, marked missing in ESIS.
     deleted = set(table.deletes)

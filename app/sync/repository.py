@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 import orjson
+import psycopg
 from sqlalchemy import JSON, Table, Text, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as select_columns
@@ -57,6 +58,15 @@ def table(name: str) -> Table:
 UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
 
 
+def _tables(
+    session: Session, school_id: uuid.UUID, wanted: Sequence[tuple[str, frozenset[str]]]
+) -> list[list[Row]]:
+    """The school's rows of each table in `wanted` (name, columns not read), in that order."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _pg_tables(session, school_id, wanted)
+    return [_rows(session, name, school_id, skip) for name, skip in wanted]
+
+
 def _rows(
     session: Session, name: str, school_id: uuid.UUID, skip: frozenset[str] = frozenset()
 ) -> list[Row]:
@@ -70,8 +80,6 @@ def _rows(
         for c in t.c
         if c.name not in skip
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        return _pg_rows(session, t, school_id, skip, json_columns)
     result = session.execute(select_columns(*columns).where(t.c.school_id == school_id))
     # All rows at once (one fetchall, not a fetchone per row) and plain dicts by zip: the
     # state of a school is a few thousand rows, read on every merge.
@@ -80,28 +88,47 @@ def _rows(
     return _as_rows(keys, result.all(), [], decoded)
 
 
-def _pg_rows(
-    session: Session, t: Table, school_id: uuid.UUID, skip: frozenset[str], json_columns: list[str]
-) -> list[Row]:
+def _pg_tables(
+    session: Session, school_id: uuid.UUID, wanted: Sequence[tuple[str, frozenset[str]]]
+) -> list[list[Row]]:
     """The same rows on PostgreSQL, through the driver's cursor in the session's transaction:
     psycopg already gives UUIDs, dates, numbers and aware datetimes, so SQLAlchemy's result
     processing per value (a third of loading the state) is not needed; what the column
-    types would still do is done here: datetimes in UTC (`UTCDateTime`), JSON decoded."""
-    names = [c.name for c in t.c if c.name not in skip]
-    moments = [
-        names.index(c.name) for c in t.c if c.name in names and isinstance(c.type, UTCDateTime)
-    ]
-    decoded = [names.index(n) for n in json_columns]
-    listed = ", ".join(f'"{n}"::text' if n in json_columns else f'"{n}"' for n in names)
+    types would still do is done here: datetimes in UTC (`UTCDateTime`), JSON decoded.
+
+    The SELECTs go out together in one pipeline (libpq 14+): one round trip for the state,
+    not one per table (each is a wait for the server, longest on a busy machine)."""
+    queries: list[tuple[list[str], list[int], list[int], str]] = []
+    for name, skip in wanted:
+        t = TABLES[name]
+        names = [c.name for c in t.c if c.name not in skip]
+        json_columns = [c.name for c in t.c if isinstance(c.type, JSON) and c.name in names]
+        moments = [
+            names.index(c.name) for c in t.c if c.name in names and isinstance(c.type, UTCDateTime)
+        ]
+        decoded = [names.index(n) for n in json_columns]
+        listed = ", ".join(f'"{n}"::text' if n in json_columns else f'"{n}"' for n in names)
+        sql = f'SELECT {listed} FROM "{t.name}" WHERE school_id = %s'  # noqa: S608 (our names)
+        queries.append((names, moments, decoded, sql))
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            f'SELECT {listed} FROM "{t.name}" WHERE school_id = %s',  # noqa: S608 (our names)
-            (school_id,),
-        )
-        fetched = cursor.fetchall()
-    return _as_rows(names, fetched, moments, decoded)
+    cursors = [raw.cursor() for _ in queries]
+    try:
+        if psycopg.Pipeline.is_supported():
+            with raw.pipeline():
+                for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
+                    cursor.execute(sql, (school_id,))
+        else:  # pragma: no cover (a libpq older than 14)
+            for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
+                cursor.execute(sql, (school_id,))
+        fetched = [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+    return [
+        _as_rows(names, rows, moments, decoded)
+        for (names, moments, decoded, _sql), rows in zip(queries, fetched, strict=True)
+    ]
 
 
 def _as_rows(
@@ -152,34 +179,39 @@ def _json(text: str) -> object:
 
 @gc_paused
 def load_state(*, session: Session, school_id: uuid.UUID) -> State:
-    def entities(name: str) -> EntityState:
-        rows = _rows(session, name, school_id, UNREAD)
+    groups, students, guardians, staff, in_groups, of_students, staff_in, drift, keys = _tables(
+        session,
+        school_id,
+        [
+            *((name, UNREAD) for name in RECORDS),
+            *((name, UNREAD) for name in LINKS),
+            ("drift_item", frozenset()),
+            ("key_change", frozenset()),
+        ],
+    )
+
+    def entities(rows: list[Row]) -> EntityState:
         return EntityState(
             rows=dict(zip(map(itemgetter("id"), rows), rows, strict=True)),
             by_key={row["esis_key"]: row for row in rows if row["esis_key"] is not None},
         )
 
-    def links(name: str, a: str, b: str) -> LinkState:
-        rows = _rows(session, name, school_id, UNREAD)
+    def links(rows: list[Row], a: str, b: str) -> LinkState:
         pairs = zip(map(itemgetter(a), rows), map(itemgetter(b), rows), strict=True)
         return LinkState(rows=dict(zip(pairs, rows, strict=True)))
 
     return State(
         school_id=school_id,
-        groups=entities("school_group"),
-        students=entities("student"),
-        guardians=entities("guardian"),
-        staff=entities("staff"),
-        student_groups=links("student_group", "student_id", "group_id"),
-        student_guardians=links("student_guardian", "student_id", "guardian_id"),
-        staff_groups=links("staff_group", "staff_id", "group_id"),
-        drift={
-            (row["entity"], row["record_id"], row["field"]): row
-            for row in _rows(session, "drift_item", school_id)
-        },
+        groups=entities(groups),
+        students=entities(students),
+        guardians=entities(guardians),
+        staff=entities(staff),
+        student_groups=links(in_groups, "student_id", "group_id"),
+        student_guardians=links(of_students, "student_id", "guardian_id"),
+        staff_groups=links(staff_in, "staff_id", "group_id"),
+        drift={(row["entity"], row["record_id"], row["field"]): row for row in drift},
         key_changes={
-            (row["entity"], row["record_id"], row["new_key"]): row["status"]
-            for row in _rows(session, "key_change", school_id)
+            (row["entity"], row["record_id"], row["new_key"]): row["status"] for row in keys
         },
     )
 

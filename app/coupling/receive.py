@@ -152,6 +152,7 @@ def _store(
         existing = _find_existing(session, school_id, digest, idempotency_key)
         if existing is None:
             _check_rate(session, school_id, per_minute)
+            receipts.compress_bodies_fast(session)
             snapshot = Snapshot(
                 school_id=school_id,
                 origin=origin,
@@ -273,9 +274,14 @@ def _apply(
             )
         warnings = list(parsed.warnings)
         run.kept = [k.as_json() for k in parsed.kept]
-        snapshot_row = session.get_one(Snapshot, (school_id, run.snapshot_id))
-        snapshot_row.school_year = year
-        snapshot_row.generated_at = snapshot.school.generated_at
+        assert run.snapshot_id is not None
+        receipts.describe_snapshot(
+            session,
+            school_id,
+            run.snapshot_id,
+            school_year=year,
+            generated_at=snapshot.school.generated_at,
+        )
         if school.coupling != CouplingState.ACTIVE.value:
             # Before activation snapshots feed readiness (R1) and activation (R2) only.
             run.status = RunStatus.STORED.value

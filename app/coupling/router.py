@@ -22,7 +22,7 @@ from app.coupling import (
     signing,
 )
 from app.coupling.models import EsisConnection
-from app.coupling.receive import PushLimits, receive_snapshot
+from app.coupling.receive import PushLimits, Received, receive_snapshot
 from app.coupling.schemas import (
     EDEXML_BODY,
     REPLAYED,
@@ -47,7 +47,7 @@ from app.errors import (
     problem_responses,
 )
 from app.esis.parsing import XML_TYPES, media_type
-from app.schools.dependencies import PushSchool, SessionDep, WriteSchool
+from app.schools.dependencies import PushSchool, SchoolContext, SessionDep, WriteSchool
 from app.schools.schemas import SchoolPublic
 from app.sync.schemas import Gap, GapList, ReadinessPublic, SyncRunPublic
 
@@ -99,24 +99,8 @@ async def push_snapshot(
     ] = None,
 ) -> SyncRunPublic:
     body = await request.body()
-    settings = request.app.state.settings
-    webhook_id = await run_in_threadpool(_verify_signature, request, ctx.school.id, body)
-    if webhook_id is not None:
-        # A signed push is identified by its signed `webhook-id` alone: an Idempotency-Key
-        # added to a captured push (it is not signed) must not make it new.
-        idempotency_key = f"webhook:{webhook_id}"[:200]
-    received = await run_in_threadpool(
-        receive_snapshot,
-        sessions=request.app.state.sessionmaker,
-        school_id=ctx.school.id,
-        body=body,
-        content_type=request.headers.get("content-type", ""),
-        idempotency_key=idempotency_key,
-        origin="push",
-        actor=ctx.principal.actor,
-        today=dt.datetime.now(settings.tz).date(),
-        limits=push_limits(settings),
-    )
+    # The signature and the snapshot in one trip to the thread pool (each trip is a wait).
+    received = await run_in_threadpool(_verify_and_receive, request, ctx, body, idempotency_key)
     if received.replayed:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -129,6 +113,28 @@ def push_limits(settings: Settings) -> PushLimits:
         per_minute=settings.push_rate_per_minute,
         refused_budget_bytes=settings.refused_body_budget_bytes,
         refused_keep=dt.timedelta(hours=settings.refused_body_keep_hours),
+    )
+
+
+def _verify_and_receive(
+    request: Request, ctx: SchoolContext, body: bytes, idempotency_key: str | None
+) -> Received:
+    settings = request.app.state.settings
+    webhook_id = _verify_signature(request, ctx.school.id, body)
+    if webhook_id is not None:
+        # A signed push is identified by its signed `webhook-id` alone: an Idempotency-Key
+        # added to a captured push (it is not signed) must not make it new.
+        idempotency_key = f"webhook:{webhook_id}"[:200]
+    return receive_snapshot(
+        sessions=request.app.state.sessionmaker,
+        school_id=ctx.school.id,
+        body=body,
+        content_type=request.headers.get("content-type", ""),
+        idempotency_key=idempotency_key,
+        origin="push",
+        actor=ctx.principal.actor,
+        today=dt.datetime.now(settings.tz).date(),
+        limits=push_limits(settings),
     )
 
 

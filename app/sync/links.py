@@ -30,6 +30,7 @@ def merge_student_groups(
     groups: Merged,
     *,
     keep: frozenset[str] = frozenset(),
+    shortcut: bool = True,
 ) -> None:
     """Memberships; a student's move to another main group is drift, not a silent move.
 
@@ -37,23 +38,27 @@ def merge_student_groups(
     incoming: dict[Pair, Row] = {}
     held: set[Pair] = set()
     main_links = current_main_groups(state)
+    student_ids, group_ids, suppressed = students.ids, groups.ids, students.suppressed
+    drift = state.drift  # empty on most merges: then there is no drift to close
     for s in snapshot.students:
-        if s.key in keep or s.key not in students.ids:
+        student_id = student_ids.get(s.key)
+        if student_id is None or s.key in keep:
             continue
-        student_id = students.ids[s.key]
         for group_key in s.composite_groups:
-            if group_key in groups.ids:
-                incoming[(student_id, groups.ids[group_key])] = {}
-        if s.group is None or s.group not in groups.ids:
+            if group_key in group_ids:
+                incoming[(student_id, group_ids[group_key])] = {}
+        group_id = group_ids.get(s.group) if s.group is not None else None
+        if group_id is None:
             continue
-        pair = (student_id, groups.ids[s.group])
+        pair = (student_id, group_id)
         incoming[pair] = {}
         ours = main_links.get(student_id, [])
-        if student_id in students.suppressed:
+        if suppressed and student_id in suppressed:
             continue
-        if not ours or pair[1] in ours:
+        if not ours or group_id in ours:
             # ESIS's class is ours (again), or the student had none: no move to hold back.
-            close_drift(plan, state, "student", student_id, "group", "agreed")
+            if drift:
+                close_drift(plan, state, "student", student_id, "group", "agreed")
             continue
         our_key = state.groups.rows[ours[0]]["esis_key"]
         edited = "group" in (state.students.rows[student_id]["local_edits"] or {})
@@ -96,6 +101,7 @@ def merge_student_groups(
         students.suppressed | groups.suppressed,
         state,
         keep_ends={students.ids[key] for key in keep if key in students.ids},
+        shortcut=shortcut,
     )
 
 
@@ -125,12 +131,20 @@ def merge_links(
     state: State,
     *,
     keep_ends: set[uuid.UUID] | None = None,
+    shortcut: bool = True,
 ) -> None:
-    """`keep_ends`: records left as they are (an unusable value); so are their links."""
+    """`keep_ends`: records left as they are (an unusable value); so are their links.
+
+    `shortcut`: when every link we have is in the snapshot, the R6 pass over them (which
+    marks the absent ones missing) is not made: none is absent. Off, it always is."""
     keep_ends = keep_ends or set()
     table = plan.table(name)
+    rows = current.rows
+    drift = state.drift  # empty on most merges: then there is no drift to close
+    unchanged = 0
+    known = 0  # incoming links that are rows already
     for pair, values in incoming.items():
-        row = current.rows.get(pair)
+        row = rows.get(pair)
         if row is None:
             if pair[0] in suppressed_ends or pair[1] in suppressed_ends:
                 plan.count(name, "suppressed")
@@ -164,6 +178,7 @@ def merge_links(
                 )
             )
             continue
+        known += 1
         if row["deleted_at"] is not None:
             plan.count(name, "suppressed")
             continue
@@ -176,7 +191,8 @@ def merge_links(
         for field_name, esis_value in values.items():
             ours = row[field_name]
             if ours == esis_value:
-                close_drift(plan, state, name, row["id"], field_name, "agreed")
+                if drift:
+                    close_drift(plan, state, name, row["id"], field_name, "agreed")
                 continue
             edited = field_name in (row["local_edits"] or {})
             if should_apply(
@@ -196,12 +212,16 @@ def merge_links(
             plan.count(name, "updated")
             plan.changes.append(Change(name, row["id"], "updated", changes))
         else:
-            plan.count(name, "unchanged")
+            unchanged += 1
         if update:
             table.updates.append({"school_id": ctx.school_id, "id": row["id"], **update})
+    if unchanged:
+        plan.count(name, "unchanged", unchanged)
+    if shortcut and known == len(rows):
+        return  # every link we have is in the snapshot: none is missing (R6 below)
     # R6 for links: kept, marked missing in ESIS.
     deleted = set(table.deletes)
-    for pair, row in current.rows.items():
+    for pair, row in rows.items():
         if (
             pair not in incoming
             and pair[0] not in keep_ends

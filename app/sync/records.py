@@ -73,8 +73,9 @@ def merge_records(
 
     `shortcut`: a known record whose every field already equals what ESIS sends, with no
     drift, no missing mark and no deletion, is settled by that one comparison (`agrees`)
-    instead of the field-by-field rules of `merge_existing`, with the same outcome. Off, every
-    known record goes the full path (the property tests compare the two)."""
+    instead of the field-by-field rules of `merge_existing`, with the same outcome; and when
+    every record we have is listed, none is looked for as gone. Off, every known record goes
+    the full path (the property tests compare the two)."""
     incoming_by_key = dict(incoming)
     merged = Merged(ids={}, suppressed=set(), new=set())
     for key in keep:
@@ -85,13 +86,25 @@ def merge_records(
                 merged.suppressed.add(kept["id"])
     matches = activation_matches(plan, spec, current, incoming_by_key) if ctx.activation else {}
     table = plan.table(spec.table)
-    proposed = _key_changes(plan, ctx, spec, current, state, incoming_by_key, keep, matches)
+    # Short-cut too: every record we have is keyed and listed (the daily case), so none is
+    # gone: no key change to propose, nothing to mark missing (R6) below.
+    all_listed = (
+        shortcut
+        and len(current.by_key) == len(current.rows)
+        and current.by_key.keys() <= incoming_by_key.keys()
+    )
+    proposed = (
+        {}
+        if all_listed
+        else _key_changes(plan, ctx, spec, current, state, incoming_by_key, keep, matches)
+    )
     merged.proposed = frozenset(proposed)
     drifting = drifting_records(state, spec) if shortcut else None
     unchanged = 0
+    by_key = current.by_key
     for key, values in incoming_by_key.items():
-        row = current.by_key.get(key) or matches.get(key)
-        if key in proposed:
+        row = by_key.get(key) or matches.get(key)
+        if proposed and key in proposed:
             merged.ids[key] = proposed[key]["id"]
             continue
         if (
@@ -100,8 +113,8 @@ def merge_records(
             and row["missing_in_esis_since"] is None
             and row["deleted_at"] is None
             and row["tombstoned_at"] is None
-            and row["id"] not in drifting
-            and key not in matches
+            and (not drifting or row["id"] not in drifting)
+            and (not matches or key not in matches)
             and agrees(row, values)
         ):
             # The short-cut: ours already is what ESIS sends, and nothing local is pending
@@ -151,6 +164,8 @@ def merge_records(
     if unchanged:
         plan.count(spec.name, "unchanged", unchanged)
 
+    if all_listed:
+        return merged
     # R6: an ESIS record that ESIS no longer lists stays, marked missing since now (unless
     # it is proposed as a key change: then it waits, as it is, for an admin).
     paired = {row["id"] for row in proposed.values()}

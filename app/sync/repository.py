@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
+import psycopg
 from sqlalchemy import JSON, Table, Text, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as select_columns
@@ -50,14 +52,24 @@ def table(name: str) -> Table:
     return TABLES[name]
 
 
-# Columns of a link no merge, guard or year transition reads: not loaded (each datetime is
-# an object built and converted per row, for thousands of links on every merge).
-LINK_UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
+# Columns of a record or link no merge, guard, import or year transition reads: not loaded
+# (each datetime is an object built and converted per row, each id an object, for thousands
+# of rows on every merge). The merge writes `updated_at` and `school_id`, it never reads them.
+UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
+
+
+def _tables(
+    session: Session, school_id: uuid.UUID, wanted: Sequence[tuple[str, frozenset[str]]]
+) -> list[list[Row]]:
+    """The school's rows of each table in `wanted` (name, columns not read), in that order."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _pg_tables(session, school_id, wanted)
+    return [_rows(session, name, school_id, skip) for name, skip in wanted]
 
 
 def _rows(
     session: Session, name: str, school_id: uuid.UUID, skip: frozenset[str] = frozenset()
-) -> Iterator[Row]:
+) -> list[Row]:
     t = TABLES[name]
     # JSON columns come as their text and are decoded with orjson: the driver's stdlib
     # decoding of esis_values and local_edits was a third of loading the state. The values
@@ -68,53 +80,90 @@ def _rows(
         for c in t.c
         if c.name not in skip
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        yield from _pg_rows(session, t, school_id, skip, json_columns)
-        return
     result = session.execute(select_columns(*columns).where(t.c.school_id == school_id))
     # All rows at once (one fetchall, not a fetchone per row) and plain dicts by zip: the
     # state of a school is a few thousand rows, read on every merge.
     keys = tuple(result.keys())
-    for values in result.all():
-        row = dict(zip(keys, values, strict=True))
-        for column in json_columns:
-            if row[column] is not None:
-                row[column] = _json(row[column])
-        yield row
+    decoded = [keys.index(n) for n in json_columns]
+    return _as_rows(keys, result.all(), [], decoded)
 
 
-def _pg_rows(
-    session: Session, t: Table, school_id: uuid.UUID, skip: frozenset[str], json_columns: list[str]
-) -> Iterator[Row]:
+def _pg_tables(
+    session: Session, school_id: uuid.UUID, wanted: Sequence[tuple[str, frozenset[str]]]
+) -> list[list[Row]]:
     """The same rows on PostgreSQL, through the driver's cursor in the session's transaction:
     psycopg already gives UUIDs, dates, numbers and aware datetimes, so SQLAlchemy's result
     processing per value (a third of loading the state) is not needed; what the column
-    types would still do is done here: datetimes in UTC (`UTCDateTime`), JSON decoded."""
-    names = [c.name for c in t.c if c.name not in skip]
-    moments = [
-        names.index(c.name) for c in t.c if c.name in names and isinstance(c.type, UTCDateTime)
-    ]
-    decoded = [names.index(n) for n in json_columns]
-    listed = ", ".join(f'"{n}"::text' if n in json_columns else f'"{n}"' for n in names)
+    types would still do is done here: datetimes in UTC (`UTCDateTime`), JSON decoded.
+
+    The SELECTs go out together in one pipeline (libpq 14+): one round trip for the state,
+    not one per table (each is a wait for the server, longest on a busy machine)."""
+    queries: list[tuple[list[str], list[int], list[int], str]] = []
+    for name, skip in wanted:
+        t = TABLES[name]
+        names = [c.name for c in t.c if c.name not in skip]
+        json_columns = [c.name for c in t.c if isinstance(c.type, JSON) and c.name in names]
+        moments = [
+            names.index(c.name) for c in t.c if c.name in names and isinstance(c.type, UTCDateTime)
+        ]
+        decoded = [names.index(n) for n in json_columns]
+        listed = ", ".join(f'"{n}"::text' if n in json_columns else f'"{n}"' for n in names)
+        sql = f'SELECT {listed} FROM "{t.name}" WHERE school_id = %s'  # noqa: S608 (our names)
+        queries.append((names, moments, decoded, sql))
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            f'SELECT {listed} FROM "{t.name}" WHERE school_id = %s',  # noqa: S608 (our names)
-            (school_id,),
-        )
-        fetched = cursor.fetchall()
-    for values in fetched:
-        row = dict(zip(names, values, strict=True))
-        for i in moments:
-            v = values[i]
-            if v is not None:
-                row[names[i]] = v.astimezone(dt.UTC)
-        for i in decoded:
-            v = values[i]
-            if v is not None:
-                row[names[i]] = _json(v)
-        yield row
+    cursors = [raw.cursor() for _ in queries]
+    try:
+        if psycopg.Pipeline.is_supported():
+            with raw.pipeline():
+                for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
+                    cursor.execute(sql, (school_id,))
+        else:  # pragma: no cover (a libpq older than 14)
+            for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
+                cursor.execute(sql, (school_id,))
+        fetched = [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+    return [
+        _as_rows(names, rows, moments, decoded)
+        for (names, moments, decoded, _sql), rows in zip(queries, fetched, strict=True)
+    ]
+
+
+def _as_rows(
+    names: Sequence[str], fetched: Sequence[Sequence[Any]], moments: list[int], decoded: list[int]
+) -> list[Row]:
+    """Rows as dicts, converted a column at a time: a column of datetimes (mostly NULL: the
+    missing mark, the deletion) to UTC, a column of JSON texts decoded in one call. Per row
+    only the dict is built; thousands of rows are read on every merge."""
+    if not fetched:
+        return []
+    if not moments and not decoded:
+        return [dict(zip(names, values, strict=True)) for values in fetched]
+    columns: list[Sequence[Any]] = list(zip(*fetched, strict=True))
+    for i in moments:
+        column = columns[i]
+        if column.count(None) != len(column):
+            columns[i] = [None if v is None else v.astimezone(dt.UTC) for v in column]
+    for i in decoded:
+        columns[i] = _json_column(columns[i])
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _json_column(texts: Sequence[str | None]) -> list[Any]:
+    """JSON texts (None for NULL) decoded as one array: one decoder call for the column."""
+    try:
+        if None in texts:
+            joined = ",".join(t or "null" for t in texts)
+        else:
+            joined = ",".join(cast("Sequence[str]", texts))
+        decoded = orjson.loads(f"[{joined}]")
+    except orjson.JSONDecodeError:  # NaN, a number beyond 64 bits: each as `_json` reads it
+        return [None if t is None else _json(t) for t in texts]
+    if not isinstance(decoded, list) or len(decoded) != len(texts):
+        return [None if t is None else _json(t) for t in texts]  # pragma: no cover
+    return decoded
 
 
 def _moment(column: Any) -> bool:
@@ -130,32 +179,39 @@ def _json(text: str) -> object:
 
 @gc_paused
 def load_state(*, session: Session, school_id: uuid.UUID) -> State:
-    def entities(name: str) -> EntityState:
-        state = EntityState()
-        for row in _rows(session, name, school_id):
-            state.add(row)
-        return state
+    groups, students, guardians, staff, in_groups, of_students, staff_in, drift, keys = _tables(
+        session,
+        school_id,
+        [
+            *((name, UNREAD) for name in RECORDS),
+            *((name, UNREAD) for name in LINKS),
+            ("drift_item", frozenset()),
+            ("key_change", frozenset()),
+        ],
+    )
 
-    def links(name: str, a: str, b: str) -> LinkState:
-        rows = _rows(session, name, school_id, LINK_UNREAD)
-        return LinkState(rows={(row[a], row[b]): row for row in rows})
+    def entities(rows: list[Row]) -> EntityState:
+        return EntityState(
+            rows=dict(zip(map(itemgetter("id"), rows), rows, strict=True)),
+            by_key={row["esis_key"]: row for row in rows if row["esis_key"] is not None},
+        )
+
+    def links(rows: list[Row], a: str, b: str) -> LinkState:
+        pairs = zip(map(itemgetter(a), rows), map(itemgetter(b), rows), strict=True)
+        return LinkState(rows=dict(zip(pairs, rows, strict=True)))
 
     return State(
         school_id=school_id,
-        groups=entities("school_group"),
-        students=entities("student"),
-        guardians=entities("guardian"),
-        staff=entities("staff"),
-        student_groups=links("student_group", "student_id", "group_id"),
-        student_guardians=links("student_guardian", "student_id", "guardian_id"),
-        staff_groups=links("staff_group", "staff_id", "group_id"),
-        drift={
-            (row["entity"], row["record_id"], row["field"]): row
-            for row in _rows(session, "drift_item", school_id)
-        },
+        groups=entities(groups),
+        students=entities(students),
+        guardians=entities(guardians),
+        staff=entities(staff),
+        student_groups=links(in_groups, "student_id", "group_id"),
+        student_guardians=links(of_students, "student_id", "guardian_id"),
+        staff_groups=links(staff_in, "staff_id", "group_id"),
+        drift={(row["entity"], row["record_id"], row["field"]): row for row in drift},
         key_changes={
-            (row["entity"], row["record_id"], row["new_key"]): row["status"]
-            for row in _rows(session, "key_change", school_id)
+            (row["entity"], row["record_id"], row["new_key"]): row["status"] for row in keys
         },
     )
 

@@ -88,8 +88,10 @@ def plan_merge(
     proposal (`plan.key_changes`) instead of missing + new; the daily merge asks for it.
 
     `shortcut`: a known record that already agrees with ESIS in every field and has nothing
-    pending locally is settled by one comparison (`records.agrees`); the plan is the same
-    either way (tests/test_merge_properties.py compares both).
+    pending locally is settled by one comparison (`records.agrees`), and when the snapshot
+    lists every record (or link) of a kind we have, the pass looking for absent ones (key
+    changes, R6's missing marks) is not made; the plan is the same either way
+    (tests/test_merge_properties.py compares both).
     """
     scope = snapshot.scope if scope is None else scope
     keep = keep or {}
@@ -147,7 +149,9 @@ def plan_merge(
     kept_staff = keep.get("staff", frozenset()) | staff.proposed
 
     if Kind.STUDENT_GROUPS in scope:
-        merge_student_groups(plan, ctx, state, snapshot, students, groups, keep=kept_students)
+        merge_student_groups(
+            plan, ctx, state, snapshot, students, groups, keep=kept_students, shortcut=shortcut
+        )
     if Kind.STUDENT_GUARDIANS in scope:
         guardian_links = {
             (students.ids[link.student], guardians.ids[g.key]): {
@@ -168,6 +172,7 @@ def plan_merge(
             students.suppressed | guardians.suppressed,
             state,
             keep_ends=_ids(students, kept_students) | _ids(guardians, kept_guardians),
+            shortcut=shortcut,
         )
     if Kind.STAFF_GROUPS in scope:
         staff_links: dict[Pair, Row] = {
@@ -187,6 +192,7 @@ def plan_merge(
             staff.suppressed | groups.suppressed,
             state,
             keep_ends=_ids(staff, kept_staff),
+            shortcut=shortcut,
         )
     return plan
 

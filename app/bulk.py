@@ -5,9 +5,10 @@ Never a statement per row in a loop of our own; batches keep SQLite under its pa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -50,7 +51,7 @@ def _copy(session: Session, t: Table, rows: Sequence[Row]) -> None:
     given = [c for c in t.columns if c.name in first]
     fixed = [c for c in t.columns if c.name not in first and not _called(c)]
     called = [c for c in t.columns if c.name not in first and _called(c)]
-    constants = tuple(_json_text(v) if isinstance(c.type, JSON) else v for c, v in _defaults(fixed))
+    constants = tuple(json_text(v) if isinstance(c.type, JSON) else v for c, v in _defaults(fixed))
     calls = [c.default.arg for c in called]  # type: ignore[union-attr]
     json_at = [i for i, c in enumerate(given) if isinstance(c.type, JSON)]
     get = itemgetter(*(c.name for c in given))
@@ -71,11 +72,76 @@ def _copy(session: Session, t: Table, rows: Sequence[Row]) -> None:
                 continue
             values = [got] if single else list(got)
             for i in json_at:
-                values[i] = _json_text(values[i])
+                values[i] = json_text(values[i])
             values.extend(constants)
             for call in calls:
                 values.append(call(None))
             copy.write_row(values)
+
+
+def use_copy(session: Session, count: int) -> bool:
+    """Whether `count` rows go in by COPY (PostgreSQL, enough of them)."""
+    return count >= COPY_FROM and session.get_bind().dialect.name == "postgresql"
+
+
+def copy_lines(session: Session, t: Table, columns: Sequence[str], lines: Iterable[str]) -> None:
+    """COPY rows its caller already wrote in COPY's text format: one line per row, the values
+    in the order of `columns`, each as `copy_text` writes it, separated by tabs, ending in a
+    newline. For many rows of which most columns are the same in every row (the constant
+    part is written once) and the rest a few simple values: no per-value adapter calls.
+
+    `columns` must name every column of the table (a column added later must be written too,
+    not left to a default the caller never thought of)."""
+    missing = {c.name for c in t.columns} - set(columns)
+    if missing:
+        raise ValueError(f"copy_lines into {t.name} without {sorted(missing)}")
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    batch: list[str] = []
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{t.name}" ({quoted}) FROM STDIN') as copy:
+        for line in lines:
+            batch.append(line)
+            if len(batch) == _LINES_PER_WRITE:  # the server reads while we write on
+                copy.write("".join(batch))
+                batch.clear()
+        if batch:
+            copy.write("".join(batch))
+
+
+_LINES_PER_WRITE = 1_000
+
+
+def copy_text(value: Any) -> str:
+    """One value in COPY's text format: NULL as `\\N`; text with backslash, tab, newline and
+    carriage return escaped; booleans `t`/`f`; dates and times in ISO 8601; numbers and UUIDs
+    as `str` writes them (what PostgreSQL reads back as the same value)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return copy_escape(value)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            raise ValueError("naive datetime given to COPY")  # as UTCDateTime refuses it
+        return value.isoformat()
+    raise TypeError(f"no COPY text for {type(value).__name__}")
+
+
+def copy_escape(text: str) -> str:
+    """Text escaped for COPY's text format (the four characters it gives a meaning)."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    if "\n" in text:
+        text = text.replace("\n", "\\n")
+    if "\r" in text:
+        text = text.replace("\r", "\\r")
+    return text
 
 
 def _each_column(row: Row, columns: Sequence[Any]) -> list[Any]:
@@ -88,7 +154,7 @@ def _each_column(row: Row, columns: Sequence[Any]) -> list[Any]:
             v = None
         else:
             v = c.default.arg(None) if c.default.is_callable else c.default.arg
-        out.append(_json_text(v) if isinstance(c.type, JSON) else v)
+        out.append(json_text(v) if isinstance(c.type, JSON) else v)
     return out
 
 
@@ -100,7 +166,7 @@ def _defaults(columns: list[Any]) -> list[tuple[Any, Any]]:
     return [(c, None if c.default is None else c.default.arg) for c in columns]
 
 
-def _json_text(value: Any) -> str | None:
+def json_text(value: Any) -> str | None:
     """A JSON column's text: orjson (about ten times quicker than the standard library),
     and `json.dumps(value, default=str)` as before for what orjson would write otherwise or
     refuses: datetimes (orjson writes a `T`), non-string keys, integers beyond 64 bits. The

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from app.bulk import bulk_insert, copy_escape, copy_lines, copy_text, json_text, use_copy
+from app.bulk import bulk_insert, copy_rows, json_text, use_copy
 from app.db import utcnow
 from app.events import repository
 from app.events.models import Event
@@ -42,12 +41,15 @@ def emit(
     now = utcnow()
     table: Table = Event.__table__  # type: ignore[attr-defined]
     if use_copy(session, len(changes)):
-        # Many events (a merge): COPY lines written here, the columns all events of one
-        # call share once; the same rows as the insert below.
-        shared = (school_id, now, source, actor, sync_run_id)
-        copy_lines(session, table, (*_SHARED, *_OWN), _lines(changes, first, shared))
+        # Many events (a merge's): COPY of value tuples, no row dict per event.
+        shared = (source, actor, sync_run_id)
+        rows = (
+            (school_id, seq, now, c.entity, c.entity_id, c.kind, json_text(c.changes), *shared)
+            for seq, c in enumerate(changes, start=first)
+        )
+        copy_rows(session, table, _COLUMNS, rows)
         return
-    rows = [
+    dicts = [
         {
             "school_id": school_id,
             "seq": first + i,
@@ -62,30 +64,18 @@ def emit(
         }
         for i, c in enumerate(changes)
     ]
-    bulk_insert(session, table, rows)
+    bulk_insert(session, table, dicts)
 
 
-_SHARED = ("school_id", "occurred_at", "source", "actor", "sync_run_id")
-_OWN = ("seq", "entity", "entity_id", "kind", "changes")
-
-
-def _lines(
-    changes: Sequence[Change],
-    first: int,
-    shared: tuple[uuid.UUID, dt.datetime, str, str | None, uuid.UUID | None],
-) -> Iterator[str]:
-    """Each event as a COPY line: the shared columns, then seq, entity, entity_id, kind and
-    changes (JSON as every insert writes it, `json_text`)."""
-    prefix = "".join(copy_text(v) + "\t" for v in shared)
-    names: dict[str, str] = {}  # entity and kind: a handful of names, escaped once each
-    for seq, c in enumerate(changes, start=first):
-        entity = names.get(c.entity)
-        if entity is None:
-            entity = names[c.entity] = copy_escape(c.entity)
-        kind = names.get(c.kind)
-        if kind is None:
-            kind = names[c.kind] = copy_escape(c.kind)
-        entity_id = "\\N" if c.entity_id is None else copy_text(c.entity_id)
-        text = json_text(c.changes)
-        assert text is not None  # a dict is never JSON null
-        yield f"{prefix}{seq}\t{entity}\t{entity_id}\t{kind}\t{copy_escape(text)}\n"
+_COLUMNS = (
+    "school_id",
+    "seq",
+    "occurred_at",
+    "entity",
+    "entity_id",
+    "kind",
+    "changes",
+    "source",
+    "actor",
+    "sync_run_id",
+)

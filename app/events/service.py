@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from app.bulk import bulk_insert
+from app.bulk import bulk_insert, copy_rows, json_text, use_copy
 from app.db import utcnow
 from app.events import repository
 from app.events.models import Event
@@ -38,7 +39,17 @@ def emit(
     last = repository.take_event_numbers(session=session, school_id=school_id, count=len(changes))
     first = last - len(changes) + 1
     now = utcnow()
-    rows = [
+    table: Table = Event.__table__  # type: ignore[attr-defined]
+    if use_copy(session, len(changes)):
+        # Many events (a merge's): COPY of value tuples, no row dict per event.
+        shared = (source, actor, sync_run_id)
+        rows = (
+            (school_id, seq, now, c.entity, c.entity_id, c.kind, json_text(c.changes), *shared)
+            for seq, c in enumerate(changes, start=first)
+        )
+        copy_rows(session, table, _COLUMNS, rows)
+        return
+    dicts = [
         {
             "school_id": school_id,
             "seq": first + i,
@@ -53,4 +64,18 @@ def emit(
         }
         for i, c in enumerate(changes)
     ]
-    bulk_insert(session, Event.__table__, rows)  # type: ignore[attr-defined]
+    bulk_insert(session, table, dicts)
+
+
+_COLUMNS = (
+    "school_id",
+    "seq",
+    "occurred_at",
+    "entity",
+    "entity_id",
+    "kind",
+    "changes",
+    "source",
+    "actor",
+    "sync_run_id",
+)

@@ -146,7 +146,7 @@ def merge_links(
     for pair, values in incoming.items():
         row = rows.get(pair)
         if row is None:
-            if pair[0] in suppressed_ends or pair[1] in suppressed_ends:
+            if suppressed_ends and (pair[0] in suppressed_ends or pair[1] in suppressed_ends):
                 plan.count(name, "suppressed")
                 continue
             link_id = new_id()

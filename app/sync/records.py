@@ -20,6 +20,7 @@ from app.sync.key_pairs import PERSONS, matched_by, pair
 from app.sync.matching import activation_matches
 from app.sync.plan import EntityState, Plan, Row, State
 from app.sync.rules import (
+    DATE_FIELDS,
     PLAIN,
     Context,
     EntitySpec,
@@ -131,20 +132,22 @@ def merge_records(
             record_id = new_id()
             merged.ids[key] = merged_id = record_id
             merged.new.add(merged_id)
-            table.inserts.append(
-                {
-                    "school_id": ctx.school_id,
-                    "id": record_id,
-                    "source": ctx.source.value,
-                    "esis_key": key,
-                    **{f: to_db(f, v) for f, v in values.items()},
-                    "esis_values": values,
-                    "local_edits": {},
-                    "created_at": ctx.now,
-                    "updated_at": ctx.now,
-                    "version": 1,
-                }
-            )
+            insert = {
+                "school_id": ctx.school_id,
+                "id": record_id,
+                "source": ctx.source.value,
+                "esis_key": key,
+                **values,
+                "esis_values": values,
+                "local_edits": {},
+                "created_at": ctx.now,
+                "updated_at": ctx.now,
+                "version": 1,
+            }
+            for name in DATE_FIELDS:  # the only values stored as other than their JSON form
+                if name in values:
+                    insert[name] = to_db(name, values[name])
+            table.inserts.append(insert)
             plan.count(spec.name, "added")
             plan.changes.append(
                 Change(spec.name, record_id, "created", created_changes(key, values))

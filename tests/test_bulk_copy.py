@@ -1,0 +1,82 @@
+"""An initial load's rows written by binary COPY (PostgreSQL) are the rows text COPY wrote
+before, column by column; on SQLite both are the same executemany."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import JSON, Table, Text, cast, select
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
+
+from app.bulk import COPY_FROM, bulk_insert
+from app.db import utcnow
+from app.esis.parsing import parse_snapshot
+from app.schools.models import School, UpdatePolicy
+from app.sync.plan import EntityState, LinkState, State
+from app.sync.repository import ORDER, TABLES
+from app.sync.service import plan_merge
+from bench import synthetic
+from tests.factories import make_school
+
+SHAPE = synthetic.Shape(students=240, classes=10, composites=2, guardians=420, staff=20)
+
+
+def _empty(school_id: uuid.UUID) -> State:
+    return State(
+        school_id=school_id,
+        groups=EntityState(),
+        students=EntityState(),
+        guardians=EntityState(),
+        staff=EntityState(),
+        student_groups=LinkState(),
+        student_guardians=LinkState(),
+        staff_groups=LinkState(),
+        drift={},
+    )
+
+
+def _stored(session: Session, t: Table, school_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The school's rows of `t` without school_id, JSON as the database holds its text."""
+    columns = [
+        cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c
+        for c in t.columns
+        if c.name != "school_id"
+    ]
+    rows = session.execute(select(*columns).where(t.c.school_id == school_id)).mappings()
+    return sorted((dict(r) for r in rows), key=lambda r: str(r["id"]))
+
+
+def test_binary_copy_writes_the_rows_text_copy_wrote(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    body = synthetic.with_header(synthetic.build_school(11, SHAPE), brin="12AB", push=0)
+    parsed = parse_snapshot(synthetic.encode(body), "application/json")
+    schools = [make_school(client, db, brin=brin).key for brin in ("12AB", "13AC")]
+    with db() as session:
+        ids = [
+            session.scalars(select(col(School.id)).where(col(School.key) == k)).one()
+            for k in schools
+        ]
+        binary, textual = ids
+        plan = plan_merge(
+            state=_empty(binary),
+            snapshot=parsed.snapshot,
+            policy=UpdatePolicy.IGNORE,
+            activation=True,
+            run_id=None,
+            now=utcnow(),
+        )
+        for name in ORDER:
+            rows = plan.tables[name].inserts
+            assert rows
+            bulk_insert(session, TABLES[name], rows)
+            again = [{**row, "school_id": textual} for row in rows]
+            bulk_insert(session, TABLES[name], again, binary=False)
+        session.commit()
+        assert sum(len(plan.tables[name].inserts) >= COPY_FROM for name in ORDER) >= 4
+        for name in ORDER:
+            t = TABLES[name]
+            assert _stored(session, t, binary) == _stored(session, t, textual), name

@@ -31,13 +31,25 @@ def strip_national_ids(body: bytes, content_type: str | None) -> bytes:
     """`body` without national ids, for storing. Bodies in another encoding than UTF-8 or a
     one-byte one (UTF-16 EDEXml) are kept only when they hold no such element name at all."""
     kind = media_type(content_type)
+    xml = kind in XML_TYPES or kind == _UWLR
+    if xml and _looks_wide(body):
+        return _strip_wide(body)
+    if not _may_hold_ids(body):
+        return body
     if is_json(kind):
         return _JSON_ID.sub(rb"\1null", body) if b'"' in body else body
-    if kind in XML_TYPES or kind == _UWLR:
-        if _looks_wide(body):
-            return _strip_wide(body)
+    if xml:
         return _XML_ID.sub(b"", body)
     return _XML_ID.sub(b"", _JSON_ID.sub(rb"\1null", body))
+
+
+def _may_hold_ids(body: bytes) -> bool:
+    """Whether a (UTF-8 or one-byte) body holds a name either pattern needs: `bsn...` or
+    `onderwijsnummer`, in any case. Without one nothing is replaced, and the patterns'
+    attempt at every quote or `<` of a large body (about 3 ms of a 650 kB snapshot) is
+    spared. `bytes.lower` lowers ASCII only, as `re.IGNORECASE` does for byte patterns."""
+    lowered = body.lower()
+    return b"bsn" in lowered or b"onderwijsnummer" in lowered
 
 
 def _looks_wide(body: bytes) -> bool:

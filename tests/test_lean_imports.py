@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, create_engine
 
-from app.migrations import alembic_config, current_revision, head_revision
+from app.migrations import VERSIONS, alembic_config, current_revision, head_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_AT_START = ("alembic", "mako", "cryptography", "httpx", "rich", "pygments", "jinja2", "babel")
@@ -68,6 +68,18 @@ def test_head_revision_is_alembics(database_url: str) -> None:
     script = ScriptDirectory.from_config(alembic_config(database_url))
     assert head_revision() == script.get_current_head()
     assert head_revision() is not None
+
+
+def test_head_revision_ignores_what_alembic_ignores(database_url: str) -> None:
+    """An editor's lock file in `versions/` (emacs: `.#name.py`, a link to nowhere while a
+    migration is edited) is no migration to alembic; reading it made the app fail to start."""
+    lock = VERSIONS / ".#20261201_editing.py"
+    os.symlink("root@host.1234:1700000000", lock)
+    try:
+        script = ScriptDirectory.from_config(alembic_config(database_url))
+        assert head_revision() == script.get_current_head() is not None
+    finally:
+        lock.unlink()
 
 
 def test_current_revision_reads_what_alembic_reads(engine: Engine, tmp_path: Path) -> None:

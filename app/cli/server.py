@@ -141,11 +141,12 @@ def _recover(settings: Settings, engine: Engine) -> None:
         typer.echo(f"applied {len(done)} snapshot(s) interrupted by the last stop", err=True)
 
 
-# glibc's mallopt parameters, and the environment variables glibc reads them from at start.
+# glibc's mallopt parameters, the environment variables glibc reads them from at start, and
+# the names of the same settings in `GLIBC_TUNABLES` (`glibc.malloc.arena_max=4:...`).
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 MALLOC_SETTINGS = (
-    ("MALLOC_ARENA_MAX", _M_ARENA_MAX, 2),
-    ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, 128 * 1024),
+    ("MALLOC_ARENA_MAX", "glibc.malloc.arena_max", _M_ARENA_MAX, 2),
+    ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold", _M_MMAP_THRESHOLD, 128 * 1024),
 )
 
 
@@ -156,8 +157,9 @@ def _tune_malloc() -> None:
     (request bodies, a merge's large lists) mapped on their own and given back when freed,
     where glibc would otherwise raise that threshold after the first such block is freed and
     keep later ones in a heap that does not shrink. About 5 MB of the peak of a 1,000-student
-    merge (bench.merge). A value set in the environment is left as it is; the variables are
-    set for uvicorn's `--workers` processes too. Nothing happens without glibc (musl).
+    merge (bench.merge). A value set in the environment (the variable, or the setting in
+    `GLIBC_TUNABLES`) is left as it is; the variables are set for uvicorn's `--workers`
+    processes too. Nothing happens without glibc (musl).
     """
     import ctypes
     import os
@@ -169,8 +171,9 @@ def _tune_malloc() -> None:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return
-    for name, parameter, value in MALLOC_SETTINGS:
-        if name in os.environ:
+    tunables = {item.split("=", 1)[0] for item in os.environ.get("GLIBC_TUNABLES", "").split(":")}
+    for name, tunable, parameter, value in MALLOC_SETTINGS:
+        if name in os.environ or tunable in tunables:
             continue
         os.environ[name] = str(value)
         mallopt(parameter, value)

@@ -9,6 +9,7 @@ The repository's `alembic.ini` points here too, for the `alembic` command of dev
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 VERSIONS = SCRIPT_LOCATION / "versions"
 VERSION_TABLE = "alembic_version"  # alembic's default; env.py keeps it
+# The files alembic reads revisions from (its `_only_source_rev_file`): not an editor's lock
+# file (emacs: `.#name.py`, a link to nowhere), not `__init__.py`.
+_REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 
 
 def alembic_config(url: str) -> Config:
@@ -48,6 +52,8 @@ def head_revision() -> str | None:
     as there."""
     revisions: dict[str, tuple[str, ...]] = {}
     for path in sorted(VERSIONS.glob("*.py")):
+        if not _REVISION_FILE.match(path.name):
+            continue
         values = _assignments(path)
         if isinstance(revision := values.get("revision"), str):
             down = values.get("down_revision")  # None, one revision, or a merge's tuple

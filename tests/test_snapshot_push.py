@@ -290,10 +290,19 @@ def test_a_stored_body_reads_back_as_sent_and_is_lz4_on_postgresql(
         body, digest, compression = session.execute(
             text(f"SELECT body, body_sha256, {method} FROM snapshot")
         ).one()
+        # A server older than 14 or built without lz4 keeps its default (pglz).
+        has_lz4 = postgresql and bool(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
+                    "AND 'lz4' = ANY(enumvals)"
+                )
+            ).scalar()
+        )
     assert len(body) > 8_000  # above the size PostgreSQL compresses at
     assert json.loads(body)["students"] == snapshot["students"]
     assert hashlib.sha256(body).hexdigest() == digest  # nothing to scrub: stored as sent
-    assert compression == ("lz4" if postgresql else None)
+    assert compression == ("lz4" if has_lz4 else "pglz" if postgresql else None)
     again = client.post(
         f"/api/v1/schools/{keys.key}/esis/snapshots",
         content=body,

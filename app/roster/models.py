@@ -63,9 +63,9 @@ class Student(RecordProvenance, table=True):
 
     # Personal fields are nullable only so that purge can empty a tombstone.
     last_name: str | None = Field(default=None, max_length=200)
-    name_prefix: str | None = Field(default=None, max_length=50)
+    name_prefix: str | None = Field(default=None, max_length=100)
     first_names: str | None = Field(default=None, max_length=200)
-    initials: str | None = Field(default=None, max_length=50)
+    initials: str | None = Field(default=None, max_length=100)
     given_name: str | None = Field(default=None, max_length=100)
     birth_date: dt.date | None = Field(default=None)
     gender: str | None = Field(default=None, max_length=16)
@@ -80,8 +80,8 @@ class Guardian(RecordProvenance, table=True):
     __table_args__ = (UniqueConstraint("school_id", "esis_key"), source_check())
 
     last_name: str | None = Field(default=None, max_length=200)
-    name_prefix: str | None = Field(default=None, max_length=50)
-    initials: str | None = Field(default=None, max_length=50)
+    name_prefix: str | None = Field(default=None, max_length=100)
+    initials: str | None = Field(default=None, max_length=100)
     given_name: str | None = Field(default=None, max_length=100)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=50)
@@ -92,8 +92,8 @@ class Staff(RecordProvenance, table=True):
     __table_args__ = (UniqueConstraint("school_id", "esis_key"), source_check())
 
     last_name: str | None = Field(default=None, max_length=200)
-    name_prefix: str | None = Field(default=None, max_length=50)
-    initials: str | None = Field(default=None, max_length=50)
+    name_prefix: str | None = Field(default=None, max_length=100)
+    initials: str | None = Field(default=None, max_length=100)
     given_name: str | None = Field(default=None, max_length=100)
     email: str | None = Field(default=None, max_length=320)
     roles: list[str] = Field(default_factory=list, sa_type=JSON)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,31 +40,32 @@ def emit(
     first = last - len(changes) + 1
     now = utcnow()
     table: Table = Event.__table__  # type: ignore[attr-defined]
+
+    def rows(encode: Callable[[dict[str, Any]], Any]) -> Iterator[tuple[Any, ...]]:
+        """Values in the order of `_COLUMNS`; `encode` gives the changes' column value."""
+        for seq, c in enumerate(changes, start=first):
+            yield (
+                school_id,
+                seq,
+                now,
+                c.entity,
+                c.entity_id,
+                c.kind,
+                encode(c.changes),
+                source,
+                actor,
+                sync_run_id,
+            )
+
     if use_copy(session, len(changes)):
         # Many events (a merge's): COPY of value tuples, no row dict per event.
-        shared = (source, actor, sync_run_id)
-        rows = (
-            (school_id, seq, now, c.entity, c.entity_id, c.kind, json_text(c.changes), *shared)
-            for seq, c in enumerate(changes, start=first)
-        )
-        copy_rows(session, table, _COLUMNS, rows)
+        copy_rows(session, table, _COLUMNS, rows(json_text))
         return
-    dicts = [
-        {
-            "school_id": school_id,
-            "seq": first + i,
-            "occurred_at": now,
-            "entity": c.entity,
-            "entity_id": c.entity_id,
-            "kind": c.kind,
-            "changes": c.changes,
-            "source": source,
-            "actor": actor,
-            "sync_run_id": sync_run_id,
-        }
-        for i, c in enumerate(changes)
-    ]
-    bulk_insert(session, table, dicts)
+    bulk_insert(session, table, [dict(zip(_COLUMNS, row, strict=True)) for row in rows(_same)])
+
+
+def _same(changes: dict[str, Any]) -> dict[str, Any]:
+    return changes  # the JSON column type writes it
 
 
 _COLUMNS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -114,11 +115,9 @@ def _pg_tables(
     assert raw is not None
     cursors = [raw.cursor() for _ in queries]
     try:
-        if psycopg.Pipeline.is_supported():
-            with raw.pipeline():
-                for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
-                    cursor.execute(sql, (school_id,))
-        else:  # pragma: no cover (a libpq older than 14)
+        # Without pipeline mode (a libpq older than 14) the SELECTs go one after the other.
+        together = raw.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
+        with together:
             for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
                 cursor.execute(sql, (school_id,))
         fetched = [cursor.fetchall() for cursor in cursors]

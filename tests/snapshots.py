@@ -72,3 +72,14 @@ def changed(snap: Snapshot) -> Snapshot:
 
 def find(snap: Snapshot, kind: str, key: str) -> dict[str, Any]:
     return next(item for item in snap[kind] if item["key"] == key)
+
+
+def with_new_key(snap: Snapshot, old: str, new: str) -> Snapshot:
+    """A copy in which ESIS gives student `old` the key `new` (its guardians' links follow)."""
+    nxt = changed(snap)
+    find(nxt, "students", old)["key"] = new
+    for guardian in nxt["guardians"]:
+        for link in guardian["students"]:
+            if link["student"] == old:
+                link["student"] = new
+    return nxt

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import FakeEsisPulls, one, rows
-from tests.snapshots import Snapshot, changed, find, school_snapshot
+from tests.snapshots import Snapshot, changed, school_snapshot, with_new_key
 
 STUDENTS = 20  # the change guard's floor: fewer and a kind is not judged
 WRITTEN = ("snapshot", "sync_run", "event", "student", "drift_item", "key_change")
@@ -52,23 +52,12 @@ def _active(
     return school, snap
 
 
-def _rekeyed(snap: Snapshot, old: str, new: str) -> Snapshot:
-    """ESIS gives student `old` the key `new` (its guardians' links follow)."""
-    nxt = changed(snap)
-    find(nxt, "students", old)["key"] = new
-    for guardian in nxt["guardians"]:
-        for link in guardian["students"]:
-            if link["student"] == old:
-                link["student"] = new
-    return nxt
-
-
 def test_the_dry_run_shows_the_key_change_a_pull_then_proposes(
     client: TestClient, db: sessionmaker[Session], fake_esis_pulls: FakeEsisPulls
 ) -> None:
     school, snap = _active(client, db, fake_esis_pulls)
     record = one(db, "student", esis_key="S0001")
-    rekeyed = _rekeyed(snap, "S0001", "S0901")
+    rekeyed = with_new_key(snap, "S0001", "S0901")
     fake_esis_pulls.esis.script("12AB", "00", answer=rekeyed)
     before = _written(db)
     result = _dry_run(client, school)

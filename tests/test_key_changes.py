@@ -10,22 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import activate, applied, counts, edit_locally, one, push, rows
-from tests.snapshots import Snapshot, changed, find, school_snapshot
+from tests.snapshots import Snapshot, changed, find, school_snapshot, with_new_key
 
 
 def _url(school: SchoolKeys, path: str) -> str:
     return f"/api/v1/schools/{school.key}/{path}"
-
-
-def _rekeyed(snap: Snapshot, old: str, new: str) -> Snapshot:
-    """ESIS gives student `old` the key `new` (its guardian's link follows)."""
-    nxt = changed(snap)
-    find(nxt, "students", old)["key"] = new
-    for guardian in nxt["guardians"]:
-        for link in guardian["students"]:
-            if link["student"] == old:
-                link["student"] = new
-    return nxt
 
 
 def _proposals(client: TestClient, school: SchoolKeys, **query: str) -> list[dict[str, Any]]:
@@ -47,7 +36,7 @@ def test_key_change_is_proposed_not_missing_and_new(
 ) -> None:
     school, snap = _setup(client, db)
     before = one(db, "student", esis_key="S0001")
-    run = applied(push(client, school, _rekeyed(snap, "S0001", "S0901")))
+    run = applied(push(client, school, with_new_key(snap, "S0001", "S0901")))
     assert counts(run, "student")["added"] == 0
     assert counts(run, "student")["missing"] == 0
     assert any("proposed as a key change" in w for w in run["warnings"])
@@ -63,7 +52,7 @@ def test_key_change_is_proposed_not_missing_and_new(
     assert proposal["run_id"] == run["id"]
     assert len([e for e in rows(db, "event") if e["kind"] == "key-change-proposed"]) == 1
     # The same snapshot again proposes nothing new.
-    applied(push(client, school, _rekeyed(snap, "S0001", "S0901")))
+    applied(push(client, school, with_new_key(snap, "S0001", "S0901")))
     assert len(_proposals(client, school)) == 1
     assert client.get(_url(school, "key-changes"), headers=auth(school.reader)).status_code == 403
 
@@ -74,7 +63,7 @@ def test_key_change_accepted_keeps_the_record_under_the_new_key(
     school, snap = _setup(client, db)
     record = one(db, "student", esis_key="S0001")
     edit_locally(db, "student", record["id"], email="hier@example.nl")
-    rekeyed = _rekeyed(snap, "S0001", "S0901")
+    rekeyed = with_new_key(snap, "S0001", "S0901")
     find(rekeyed, "students", "S0901")["email"] = "esis@example.nl"  # differs from the edit
     applied(push(client, school, rekeyed))
     [proposal] = _proposals(client, school)
@@ -105,7 +94,7 @@ def test_key_change_rejected_is_missing_and_new_from_then_on(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     school, snap = _setup(client, db)
-    rekeyed = _rekeyed(snap, "S0001", "S0901")
+    rekeyed = with_new_key(snap, "S0001", "S0901")
     applied(push(client, school, rekeyed))
     [proposal] = _proposals(client, school)
     rejected = client.post(
@@ -139,7 +128,7 @@ def test_key_change_not_proposed_when_ambiguous_or_at_activation(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     school, snap = _setup(client, db)
-    nxt = _rekeyed(snap, "S0001", "S0901")
+    nxt = with_new_key(snap, "S0001", "S0901")
     twin = dict(find(nxt, "students", "S0901"), key="S0902")
     nxt["students"].append(twin)  # two new keys look like the one dropped: no guess
     run = applied(push(client, school, nxt))

@@ -22,10 +22,12 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    TypeDecorator,
     Uuid,
     bindparam,
     delete,
     insert,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -43,7 +45,11 @@ def chunks(rows: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
         yield rows[start : start + size]
 
 
-COPY_FROM = 200  # below this many rows an executemany is as quick as COPY
+# From this many rows on, inserts go by COPY on PostgreSQL. Measured (2-core machine, an
+# event row): one row either way about 0.6 ms; 3 rows 0.6 ms by COPY against 1.0 ms by an
+# executemany, 30 rows 1.1 against 3.1 ms, 100 rows 3.2 against 7.3 ms. (It was 200 before:
+# every daily merge's few new rows and events went the slower way.)
+COPY_FROM = 2
 
 
 def bulk_insert(session: Session, t: Table, rows: Sequence[Row], *, binary: bool = True) -> None:
@@ -219,13 +225,24 @@ def json_text(value: Any) -> str | None:
 
 
 def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:
-    """UPDATE by primary key, one executemany per set of changed columns."""
+    """UPDATE by primary key, one statement per set of changed columns.
+
+    On PostgreSQL that statement takes the rows as arrays (`UPDATE ... FROM unnest(...)`):
+    one execution for all of them, where an executemany is an execution per row (18 rows of
+    a daily merge: about 1 ms against 3-5 ms). Elsewhere, and where one row is updated twice
+    in a group (an UPDATE ... FROM would apply only one of the two), an executemany."""
 
     def shape(row: Row) -> tuple[str, ...]:
         return tuple(sorted(k for k in row if k not in ("school_id", "id")))
 
-    for columns, group in groupby(sorted(rows, key=shape), key=shape):
+    arrays = session.get_bind().dialect.name == "postgresql"
+    for columns, grouped in groupby(sorted(rows, key=shape), key=shape):
         if not columns:
+            continue
+        group = list(grouped)
+        if arrays and len(group) > 1 and _distinct(group):
+            for chunk in chunks(group, ARRAY_BATCH):
+                _update_from_arrays(session, t, columns, chunk)
             continue
         statement = (
             update(t)
@@ -238,6 +255,46 @@ def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:
         ]
         for chunk in chunks(params):
             session.execute(statement, list(chunk))
+
+
+# Rows per array UPDATE: the arrays are parameters of one statement, sent and planned whole.
+ARRAY_BATCH = 5_000
+
+
+def _distinct(group: Sequence[Row]) -> bool:
+    return len({(row["school_id"], row["id"]) for row in group}) == len(group)
+
+
+def _update_from_arrays(
+    session: Session, t: Table, columns: tuple[str, ...], group: Sequence[Row]
+) -> None:
+    """`UPDATE t SET c = v.c ... FROM unnest(<one array per column>) AS v WHERE <primary key>`.
+
+    Each value goes through its column type's bind processing first (what the executemany
+    would have sent: JSON as its text, datetimes in UTC). The arrays are cast to the columns'
+    types, strings to TEXT: a cast to VARCHAR(n) would cut a longer value, where assigning
+    TEXT to the column refuses it, as the executemany does."""
+    dialect = session.get_bind().dialect
+    names = ("school_id", "id", *columns)
+    params: dict[str, list[Any]] = {}
+    casts: list[str] = []
+    for i, name in enumerate(names):
+        c = t.c[name]
+        process = c.type.dialect_impl(dialect).bind_processor(dialect)
+        values = [row[name] for row in group]
+        params[f"a{i}"] = [process(v) for v in values] if process is not None else values
+        base = c.type.impl if isinstance(c.type, TypeDecorator) else c.type
+        text_like = isinstance(base, String) and not isinstance(c.type, JSON)
+        element = "TEXT" if text_like else c.type.compile(dialect=dialect)
+        casts.append(f"CAST(:a{i} AS {element}[])")
+    quoted = [f'"{n}"' for n in names]
+    assignments = ", ".join(f"{q} = v.{q}" for q in quoted[2:])
+    statement = (
+        f'UPDATE "{t.name}" AS t SET {assignments} '  # noqa: S608 (our table and column names)
+        f"FROM unnest({', '.join(casts)}) AS v({', '.join(quoted)}) "
+        'WHERE t."school_id" = v."school_id" AND t."id" = v."id"'
+    )
+    session.execute(text(statement), params)
 
 
 def bulk_delete(session: Session, t: Table, school_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from app.bulk import COPY_FROM, bulk_delete, bulk_insert, bulk_update, chunks
+from app.bulk import bulk_delete, bulk_insert, bulk_update, chunks
 from app.db import UTCDateTime
 from app.roster.models import (
     Group,
@@ -255,6 +255,10 @@ def write_plan(*, session: Session, school_id: uuid.UUID, plan: Plan) -> None:
         )
 
 
+# Links added at once from which the record tables' statistics are checked first.
+STATISTICS_FROM = 200
+
+
 def _statistics_for_links(session: Session, plan: Plan) -> None:
     """PostgreSQL: give the record tables planner statistics before many links go in.
 
@@ -271,7 +275,7 @@ def _statistics_for_links(session: Session, plan: Plan) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    if sum(len(plan.tables[n].inserts) for n in LINKS if n in plan.tables) < COPY_FROM:
+    if sum(len(plan.tables[n].inserts) for n in LINKS if n in plan.tables) < STATISTICS_FROM:
         return
     added = {n: len(plan.tables[n].inserts) for n in RECORDS if n in plan.tables}
     if not any(added.values()):

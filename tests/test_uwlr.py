@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from app.esis import uwlr_transport
@@ -27,6 +30,7 @@ from app.esis.uwlr import (
     fetch,
     parse_answer,
 )
+from app.esis.uwlr_normalise import without_eckid
 from fake_esis.pki import make_ca, make_cert, pkcs12_bytes
 from fake_esis.server import (
     DEFAULT_AUTORISATIE,
@@ -507,3 +511,34 @@ def test_generated_kit_files_are_private(kit: FakeEsisKit) -> None:
     assert {"ca.pem", "client.p12", "client.key"} <= set(kit.files)
     for path in kit.files.values():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --- the ECK-iD removed from a stored answer -------------------------------------------------
+
+_OLD_ECKID = re.compile(rb"""\s+eckid\s*=\s*(?:"[^"<>]*"|'[^'<>]*')""")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [b" ", b"\t", b"\n", b"\x0b", b"eckid", b"=", b'"', b"'", b"<", b">", b"x", b"1", b"e"]
+        ),
+        max_size=40,
+    ).map(b"".join)
+)
+def test_without_eckid_removes_what_the_whitespace_first_pattern_removed(body: bytes) -> None:
+    assert without_eckid(body) == _OLD_ECKID.sub(b"", body)
+
+
+def test_without_eckid_of_an_answer() -> None:
+    answer = (
+        b'<leerling key="1"  eckid="https://id.school/LL_abc"\n\t key2=\'x\'>'
+        b"<naam>eckid</naam></leerling><leerkracht eckid='https://id.school/LK_x'/>"
+    )
+    assert without_eckid(answer) == (
+        b"<leerling key=\"1\"\n\t key2='x'><naam>eckid</naam></leerling><leerkracht/>"
+    )
+    assert without_eckid(answer) == _OLD_ECKID.sub(b"", answer)
+    plain = b"<EDEX><leerling key='1'/></EDEX>"
+    assert without_eckid(plain) is plain

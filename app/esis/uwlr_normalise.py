@@ -136,10 +136,34 @@ def normalise_records(data: etree._Element) -> list[str]:
     return notes
 
 
-_ECKID = re.compile(rb"""\s+eckid\s*=\s*(?:"[^"<>]*"|'[^'<>]*')""")
+# An ECK-iD attribute from its name on; what `\s` matches in a bytes pattern.
+_ECKID_AT = re.compile(rb"""eckid\s*=\s*(?:"[^"<>]*"|'[^'<>]*')""")
+_SPACE = frozenset(b" \t\n\r\x0b\x0c")
 
 
 def without_eckid(body: bytes) -> bytes:
     """The answer without its ECK-iD attributes, as it is stored: the ECK-iD is meant for the
-    educational content chain only, and this service has no use for it."""
-    return _ECKID.sub(b"", body)
+    educational content chain only, and this service has no use for it.
+
+    What `re.sub(rb'\\s+eckid\\s*=\\s*("..."|'...')', b"", body)` removes, found from the
+    name on: a pattern that starts with `\\s+` is tried at every space of the answer, and an
+    indented answer is mostly spaces (4-8 ms for a 250-student answer, now a fraction of a
+    millisecond; tests/test_uwlr.py holds the two equal)."""
+    if b"eckid" not in body:
+        return body
+    out: list[bytes] = []
+    kept = 0  # the end of what was removed last: a run of spaces starts after it
+    found = _ECKID_AT.search(body)
+    while found is not None:
+        start = found.start()
+        spaces = start
+        while spaces > kept and body[spaces - 1] in _SPACE:
+            spaces -= 1
+        if spaces == start:  # no space before the name: not an attribute of its own
+            found = _ECKID_AT.search(body, start + 1)
+            continue
+        out.append(body[kept:spaces])
+        kept = found.end()
+        found = _ECKID_AT.search(body, kept)
+    out.append(body[kept:])
+    return b"".join(out)

@@ -54,8 +54,8 @@ def _schools(client: TestClient, db: sessionmaker[Session]) -> tuple[uuid.UUID, 
 
 
 def _updates(session: Session, school_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Updates of every column type a merge writes, NULLs and odd texts among them, in three
-    shapes (sets of columns)."""
+    """Updates of every column type a merge writes, NULLs and odd texts among them, in four
+    shapes (sets of columns), one of them all NULL."""
     t = TABLES["student"]
     ids = sorted(session.scalars(select(t.c.id).where(t.c.school_id == school_id)).all())
     zone = dt.timezone(dt.timedelta(hours=1))
@@ -80,6 +80,10 @@ def _updates(session: Session, school_id: uuid.UUID) -> list[dict[str, Any]]:
         else:
             row.update(esis_values=None if i % 2 else [text], local_edits={"email": {"by": text}})
         out.append(row)
+    for record_id in ids[60:70]:  # a shape whose arrays hold nothing but NULLs
+        out.append(
+            {"school_id": school_id, "id": record_id, "deleted_at": None, "year_level": None}
+        )
     return out
 
 
@@ -90,7 +94,14 @@ def test_updates_from_arrays_write_what_an_update_per_row_wrote(
     t = TABLES["student"]
     with db() as session:
         updates = _updates(session, by_arrays)
-        bulk_update(session, t, updates)  # PostgreSQL: three statements from arrays
+        cleared = [row["id"] for row in updates if "deleted_at" in row]
+        for school_id in (by_arrays, by_rows):  # values for the all-NULL shape to clear
+            session.execute(
+                t.update()
+                .where(t.c.school_id == school_id, t.c.id.in_(cleared))
+                .values(deleted_at=utcnow(), year_level=7)
+            )
+        bulk_update(session, t, updates)  # PostgreSQL: four statements from arrays
         for row in updates:  # one row at a time: the executemany path on every database
             bulk_update(session, t, [{**row, "school_id": by_rows}])
         session.commit()

@@ -248,7 +248,7 @@ class _Reader:
 
     def group(self, el: etree._Element) -> None:
         key = key_of(el, el.tag)
-        node = Node(el, f"{el.tag} key={key}")
+        node = Node(el, str(el.tag), key)
         node.values.update(key=key, is_composite=el.tag == "samengestelde_groep")
         node.put("name", "naam")
         node.put("description", "omschrijving")
@@ -259,7 +259,7 @@ class _Reader:
 
     def student(self, el: etree._Element) -> None:
         key = key_of(el, "leerling")
-        node = Node(el, f"leerling key={key}")
+        node = Node(el, "leerling", key)
         left = node.value("uitstroomdatum", parse_date)
         if left is not None and left <= self.today:
             self.warnings.add(
@@ -290,7 +290,7 @@ class _Reader:
         """`student` is the key of the student model, shared by its links."""
         for el in blok.iterfind("verzorger"):
             key = key_of(el, f"verzorger in {student_where}")
-            node = Node(el, f"verzorger key={key}")
+            node = Node(el, "verzorger", key)
             try:
                 relation = node.value("relatie", parse_relation)
             except Invalid as exc:
@@ -330,7 +330,7 @@ class _Reader:
 
     def staff_member(self, el: etree._Element) -> None:
         key = key_of(el, "leerkracht")
-        node = Node(el, f"leerkracht key={key}")
+        node = Node(el, "leerkracht", key)
         node.values.update(key=key, active=True)
         self.names(node)
         # EDEXml 2.1 also puts roles on a group assignment; the model has one list. A free

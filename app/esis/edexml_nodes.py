@@ -173,43 +173,70 @@ def assemble(model: type[M], fields_set: set[str], values: dict[str, Any]) -> M:
 
 
 class Node:
-    """Collects one model's values from one element, remembering where each came from."""
+    """Collects one model's values from one element, remembering which child each came from.
 
-    def __init__(self, el: etree._Element, where: str) -> None:
+    The line of a value is looked up only when pydantic refuses it (`ValidationProblems`):
+    `tags` names the child a field was read from, and `children` holds that child. The
+    record's label (`where`) is made only when a message needs it."""
+
+    __slots__ = ("children", "el", "key", "kind", "tags", "values")
+
+    def __init__(self, el: etree._Element, kind: str, key: str = "") -> None:
         # The first child of each name: what `find(tag)` gives, for a lookup per field.
-        self.children: dict[str, etree._Element] = {}
+        # (Comments and processing instructions are keyed by their non-str tag: never looked
+        # up.)
+        children: dict[Any, etree._Element] = {}
         for child in el:
-            self.children.setdefault(str(child.tag), child)
-        self.line = source_line(el)
-        self.where = where
+            tag = child.tag
+            if tag not in children:
+                children[tag] = child
+        self.children = children
+        self.el = el
+        self.kind = kind
+        self.key = key
         self.values: dict[str, Any] = {}
-        self.sources: dict[str, tuple[str, int | None]] = {}
+        self.tags: dict[str, str] = {}  # field name -> the child's tag it was read from
+
+    @property
+    def where(self) -> str:
+        """The record in messages: `leerling key=00001`, `school`."""
+        return f"{self.kind} key={self.key}" if self.key else self.kind
+
+    @property
+    def line(self) -> int | None:
+        return source_line(self.el)
 
     def value(self, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
         """Child `tag`'s value (converted), or None when it is absent."""
-        return self._lookup(tag, convert)[0]
+        child = self.children.get(tag)
+        if child is None:
+            return None
+        # text_of, inlined: this runs for every field of every record.
+        text = (child.text or "").strip() if len(child) == 0 else text_of(child)
+        if not text:
+            return None
+        if convert is None:
+            return text
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise Invalid(source_line(child), self.where, f"{tag} {exc}", tag) from None
 
     def put(self, name: str, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
         """Sets field `name` from child `tag`, if present; returns the value."""
-        value, line = self._lookup(tag, convert)
+        value = self.value(tag, convert)
         if value is not None:
             self.values[name] = value
-            self.sources[name] = (tag, line)
+            self.tags[name] = tag
         return value
 
-    def _lookup(self, tag: str, convert: Callable[[str], Any] | None) -> tuple[Any, int | None]:
-        child = self.children.get(tag)
-        if child is None:
-            return None, None
-        # text_of, inlined: this runs for every field of every record.
-        value = (child.text or "") if len(child) == 0 else text_of(child)
-        text = value.strip() if value else None
-        if not text:
-            return None, None
-        try:
-            return (convert(text) if convert is not None else text), source_line(child)
-        except ValueError as exc:
-            raise Invalid(source_line(child), self.where, f"{tag} {exc}", tag) from None
+    def source(self, name: str) -> tuple[str, int | None]:
+        """The element and line field `name` came from, for a message: its child's, or the
+        record's own for a value set directly (a key, a list of references)."""
+        tag = self.tags.get(name)
+        if tag is None:
+            return FIELD_ELEMENTS.get(name, name), self.line
+        return tag, source_line(self.children[tag])
 
     def build(self, model: type[M], compact: Compactor | None = None) -> M:
         try:
@@ -224,11 +251,12 @@ class ValidationProblems(Exception):
         super().__init__("invalid values")
         self.problems: list[Problem] = []
         self.tags: list[tuple[str, str]] = []
+        where = node.where
         # include_input=False: the offending value may be a name or an e-mail address.
         for err in exc.errors(include_url=False, include_input=False):
             name = str(err["loc"][0]) if err["loc"] else ""
-            tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), node.line))
-            self.problems.append(Invalid(line, node.where, f"{tag}: {err['msg']}").problem)
+            tag, line = node.source(name)
+            self.problems.append(Invalid(line, where, f"{tag}: {err['msg']}").problem)
             self.tags.append((tag, err["msg"]))
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaValidator
 
 from app.esis.edexml_validate import Problem
 from app.esis.schemas import Gender, Relation, SnapshotGuardian
@@ -130,14 +131,67 @@ class Compactor:
 
     def __call__(self, model: M) -> M:
         values = model.__dict__
-        for name in self.SHARED.intersection(values):
-            if values[name] is not None:
-                values[name] = self.share(values[name])
+        given = model.__pydantic_fields_set__
+        return self.assemble(type(model), values, given)
+
+    def build(self, model: type[M], values: dict[str, Any]) -> M:
+        """`self(model.model_validate(values))`, without the validated model in between:
+        the model's fields are validated by the validator of its fields alone (`fields_of`),
+        which gives the same values, given fields and errors, and no instance with a dict of
+        its own to read them back from. Raises ValidationError as `model_validate` does."""
+        validator = fields_of(model)
+        if validator is None:
+            return self(model.model_validate(values))
+        checked, _, given = validator.validate_python(values)
+        return self.assemble(model, checked, given)
+
+    def assemble(self, model: type[M], values: dict[str, Any], given: set[str]) -> M:
+        """`assemble(model, ...)` of validated `values` (all of the model's fields, in order),
+        their repeated values shared."""
+        for name in _shared_names(model, self.SHARED):
+            if (value := values[name]) is not None:
+                values[name] = self.share(value)
         if (groups := values.get("composite_groups")) is not None:
             values["composite_groups"] = self.share_list(groups)
-        given = model.__pydantic_fields_set__
-        shared = self.fields.setdefault(frozenset(given), set(given))
-        return assemble(type(model), shared, values)
+        shared = self.fields.get(key := frozenset(given))
+        if shared is None:
+            shared = self.fields[key] = set(given)
+        return assemble(model, shared, values)
+
+
+_SHARED_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _shared_names(model: type[BaseModel], shared: frozenset[str]) -> tuple[str, ...]:
+    """The model's fields the Compactor shares, in field order."""
+    names = _SHARED_NAMES.get(model)
+    if names is None:
+        names = _SHARED_NAMES[model] = tuple(n for n in model.model_fields if n in shared)
+    return names
+
+
+_FIELDS: dict[type[BaseModel], SchemaValidator | None] = {}
+
+
+def fields_of(model: type[BaseModel]) -> SchemaValidator | None:
+    """The validator of the model's fields, without the model: what pydantic's own validator
+    of the model runs before it makes the instance, and gives (values, extra, given fields).
+    None for a model that does more than validate its fields (a validator of the whole
+    model, `model_post_init`, a custom `__init__`): that one is validated whole."""
+    if model in _FIELDS:
+        return _FIELDS[model]
+    schema: Any = model.__pydantic_core_schema__
+    plain = (
+        schema.get("type") == "model"
+        and schema.get("schema", {}).get("type") == "model-fields"
+        and not schema.get("custom_init")
+        and not schema.get("post_init")
+        and not schema.get("root_model")
+        and schema.get("cls") is model
+    )
+    validator = SchemaValidator(schema["schema"], schema.get("config")) if plain else None
+    _FIELDS[model] = validator
+    return validator
 
 
 # Whether `assemble` sets a model's fields one by one (CPython 3.11 and 3.12) or whole.
@@ -240,10 +294,11 @@ class Node:
 
     def build(self, model: type[M], compact: Compactor | None = None) -> M:
         try:
-            built = model.model_validate(self.values)
+            if compact is not None:
+                return compact.build(model, self.values)
+            return model.model_validate(self.values)
         except ValidationError as exc:
             raise ValidationProblems(self, exc) from None
-        return built if compact is None else compact(built)
 
 
 class ValidationProblems(Exception):

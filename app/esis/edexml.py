@@ -47,6 +47,7 @@ from app.esis.schemas import (
     EsisSnapshot,
     GuardianOf,
     Kind,
+    Relation,
     SnapshotGroup,
     SnapshotGuardian,
     SnapshotSchool,
@@ -198,7 +199,8 @@ class _Reader:
         Blocks of types the schemas do not know were removed (and reported) by the validator.
         """
         found: list[etree._Element] = []
-        for blok in el.findall("toevoegingen/blok"):
+        # el.findall("toevoegingen/blok"), without ElementPath's generators.
+        for blok in [b for t in el.iterchildren("toevoegingen") for b in t.iterchildren("blok")]:
             kind = (blok.get(XSI_TYPE) or "").strip().rpartition(":")[2][:64]
             if guardians and kind == GUARDIAN_BLOCK:
                 found.append(blok)
@@ -274,22 +276,26 @@ class _Reader:
         node.put("birth_date", "geboortedatum", parse_date)
         node.put("gender", "geslacht", parse_gender)
         node.put("year_level", "jaargroep", parse_year_level)
-        if (group := el.find("groep")) is not None:
-            node.values["group"] = key_of(group, node.where)
+        where = node.where
+        if (group := node.children.get("groep")) is not None:  # el.find("groep")
+            node.values["group"] = key_of(group, where)
         node.values["composite_groups"] = [
-            key_of(ref, node.where)
-            for ref in el.iterfind("samengestelde_groepen/samengestelde_groep")
+            key_of(ref, where)
+            for refs in el.iterchildren("samengestelde_groepen")
+            for ref in refs.iterchildren("samengestelde_groep")
         ]
         student = node.build(SnapshotStudent, self.compact)
-        for blok in self.blocks(el, node.where, guardians=True):
+        for blok in self.blocks(el, where, guardians=True):
             self.present.add(Kind.GUARDIANS.value)
-            self.guardian_block(blok, student.key, node.where)
+            self.guardian_block(blok, student.key, where)
         self.students.append(student)
 
     def guardian_block(self, blok: etree._Element, student: str, student_where: str) -> None:
         """`student` is the key of the student model, shared by its links."""
-        for el in blok.iterfind("verzorger"):
-            key = key_of(el, f"verzorger in {student_where}")
+        for el in blok.iterchildren("verzorger"):  # blok.iterfind("verzorger")
+            key = (el.get("key") or "").strip()
+            if not key:
+                key_of(el, f"verzorger in {student_where}")  # raises: no key
             node = Node(el, "verzorger", key)
             try:
                 relation = node.value("relatie", parse_relation)
@@ -300,13 +306,11 @@ class _Reader:
             node.values["key"] = key
             self.names(node, initials="voorletters")
             node.put("phone", "telefoonnummer")
-            # Both values are valid already (the student's key, a Relation or None).
-            link = assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
             known = self.guardians.get(key)
             if known is None:
                 if key in self.bad_guardians:
                     continue
-                node.values["students"] = [link]
+                node.values["students"] = [self.link(student, relation)]
                 try:
                     model = node.build(SnapshotGuardian, self.compact)
                 except ValidationProblems as exc:
@@ -319,7 +323,8 @@ class _Reader:
                 continue
             # A list of the exact length, not append's spare room: a third of a board's
             # guardians have a second student.
-            object.__setattr__(known, "students", [*known.students, link])  # frozen to its users
+            links = [*known.students, self.link(student, relation)]
+            object.__setattr__(known, "students", links)  # frozen to its users
             if not same_values(known, node.values):
                 self.warnings.add(
                     "guardian",
@@ -327,6 +332,11 @@ class _Reader:
                     "occurrence; the first is kept",
                     "{n} more verzorgers differ from their first occurrence; the first is kept",
                 )
+
+    @staticmethod
+    def link(student: str, relation: Relation | None) -> GuardianOf:
+        # Both values are valid already (the student's key, a Relation or None).
+        return assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
 
     def staff_member(self, el: etree._Element) -> None:
         key = key_of(el, "leerkracht")

@@ -75,6 +75,22 @@ RECORD_KIND = {
     "leerling": Kind.STUDENTS,
     "leerkracht": Kind.STAFF,
 }
+# The names after the last name (field, element), read by `_Reader.names`, and what else a
+# record of each kind reads without a conversion (no value of them is refused by the reader).
+NAME_FIELDS = (
+    ("name_prefix", "voorvoegsel"),
+    ("initials", "voorletters-1"),
+    ("given_name", "roepnaam"),
+    ("email", "emailadres"),
+)
+STUDENT_FIELDS = (*NAME_FIELDS, ("first_names", "voornamen"))
+GUARDIAN_FIELDS = (
+    ("name_prefix", "voorvoegsel"),
+    ("initials", "voorletters"),
+    ("given_name", "roepnaam"),
+    ("email", "emailadres"),
+    ("phone", "telefoonnummer"),
+)
 # Shared by every GuardianOf (see Compactor); the models are frozen.
 LINK_FIELDS = {"student", "relation"}
 
@@ -212,7 +228,8 @@ class _Reader:
                 )
         return found
 
-    def names(self, node: Node, *, initials: str = "voorletters-1") -> None:
+    def names(self, node: Node, fields: tuple[tuple[str, str], ...] = NAME_FIELDS) -> None:
+        """The last name, then `fields` (the other names and what else the record has)."""
         if node.put("last_name", "achternaam") is None and node.value("roepnaam") is not None:
             # EDEXml allows a roepnaam alone; the model needs a last name.
             node.put("last_name", "roepnaam")
@@ -221,10 +238,7 @@ class _Reader:
                 f"{node.where} has no achternaam; its roepnaam is the last name",
                 "{n} more records have no achternaam; their roepnaam is the last name",
             )
-        node.put("name_prefix", "voorvoegsel")
-        node.put("initials", initials)
-        node.put("given_name", "roepnaam")
-        node.put("email", "emailadres")
+        node.fill(fields)
 
     def school(self, el: etree._Element) -> None:
         node = Node(el, "school")
@@ -271,8 +285,7 @@ class _Reader:
             )
             return
         node.values["key"] = key
-        self.names(node)
-        node.put("first_names", "voornamen")
+        self.names(node, STUDENT_FIELDS)
         node.put("birth_date", "geboortedatum", parse_date)
         node.put("gender", "geslacht", parse_gender)
         node.put("year_level", "jaargroep", parse_year_level)
@@ -304,8 +317,7 @@ class _Reader:
                 self.keep("guardian", key, exc.tags)
                 continue
             node.values["key"] = key
-            self.names(node, initials="voorletters")
-            node.put("phone", "telefoonnummer")
+            self.names(node, GUARDIAN_FIELDS)
             known = self.guardians.get(key)
             if known is None:
                 if key in self.bad_guardians:

@@ -284,6 +284,19 @@ class Node:
             self.tags[name] = tag
         return value
 
+    def fill(self, fields: tuple[tuple[str, str], ...]) -> None:
+        """`put(name, tag)` for each (name, tag) of `fields`: values without a conversion,
+        which no value refuses, in one loop."""
+        children = self.children
+        for name, tag in fields:
+            child = children.get(tag)
+            if child is None:
+                continue
+            text = (child.text or "").strip() if len(child) == 0 else text_of(child)
+            if text:
+                self.values[name] = text
+                self.tags[name] = tag
+
     def source(self, name: str) -> tuple[str, int | None]:
         """The element and line field `name` came from, for a message: its child's, or the
         record's own for a value set directly (a key, a list of references)."""

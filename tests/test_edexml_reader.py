@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from app.esis.edexml import EdexmlRead, read_edexml
+from app.esis.edexml import EdexmlRead, _Reader, read_edexml
 from app.esis.edexml_nodes import (
     ONE_BY_ONE,
     Compactor,
@@ -680,3 +680,18 @@ def test_the_compactor_builds_what_pydantic_validates() -> None:
         assert fast.model_dump() == slow.model_dump()
     # A model that validates more than its fields is validated whole.
     assert fields_of(EsisSnapshot) is None
+
+
+def test_a_link_is_what_assemble_builds() -> None:
+    """A guardian's links are built written out (`_Reader.link`): the same model as
+    `assemble` builds, and as pydantic's `model_construct`."""
+    for relation in (Relation.FATHER, None):
+        fast = _Reader.link("1001", relation)
+        slow = assemble(
+            GuardianOf, {"student", "relation"}, {"student": "1001", "relation": relation}
+        )
+        assert fast == slow == GuardianOf(student="1001", relation=relation)
+        assert fast.model_fields_set == slow.model_fields_set == {"student", "relation"}
+        assert fast.__pydantic_extra__ is None and fast.__pydantic_private__ is None
+        assert fast.model_dump() == slow.model_dump()
+        assert hash(fast) == hash(slow)

@@ -23,6 +23,7 @@ from lxml import etree
 
 from app.esis.edexml_nodes import (
     AMSTERDAM,
+    ONE_BY_ONE,
     Compactor,
     Invalid,
     Node,
@@ -347,8 +348,18 @@ class _Reader:
 
     @staticmethod
     def link(student: str, relation: Relation | None) -> GuardianOf:
-        # Both values are valid already (the student's key, a Relation or None).
-        return assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
+        """What `assemble(GuardianOf, LINK_FIELDS, {"student": ..., "relation": ...})` builds,
+        written out: one per link of a guardian. Both values are valid already (the student's
+        key, a Relation or None)."""
+        if not ONE_BY_ONE:
+            return assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
+        link = GuardianOf.__new__(GuardianOf)
+        object.__setattr__(link, "student", student)  # frozen to its users
+        object.__setattr__(link, "relation", relation)
+        object.__setattr__(link, "__pydantic_fields_set__", LINK_FIELDS)
+        object.__setattr__(link, "__pydantic_extra__", None)
+        object.__setattr__(link, "__pydantic_private__", None)
+        return link
 
     def staff_member(self, el: etree._Element) -> None:
         key = key_of(el, "leerkracht")

@@ -69,13 +69,15 @@ KEPT_ENTITY = {
     "leerling": "student",
     "leerkracht": "staff",
 }
-# The kind of records an element is: what a document carries follows from what it holds.
+# The kind of records an element is (`Kind`'s value): what a document carries follows from
+# what it holds.
 RECORD_KIND = {
-    "groep": Kind.GROUPS,
-    "samengestelde_groep": Kind.GROUPS,
-    "leerling": Kind.STUDENTS,
-    "leerkracht": Kind.STAFF,
+    "groep": Kind.GROUPS.value,
+    "samengestelde_groep": Kind.GROUPS.value,
+    "leerling": Kind.STUDENTS.value,
+    "leerkracht": Kind.STAFF.value,
 }
+GUARDIANS_KIND = Kind.GUARDIANS.value
 # The names after the last name (field, element), read by `_Reader.names`, and what else a
 # record of each kind reads without a conversion (no value of them is refused by the reader).
 NAME_FIELDS = (
@@ -135,7 +137,7 @@ class _Reader:
         where: str,  # noqa: ARG002 (EdexmlVisitor's; the reader names the record itself)
     ) -> list[Problem]:
         if kind in RECORD_KIND:
-            self.present.add(RECORD_KIND[kind].value)
+            self.present.add(RECORD_KIND[kind])
         try:
             if kind == "school":
                 self.school(element)
@@ -170,7 +172,7 @@ class _Reader:
         key = (element.get("key") or "").strip()
         if entity is None or not key:
             return False
-        self.present.add(RECORD_KIND[kind].value)
+        self.present.add(RECORD_KIND[kind])
         self.keep(entity, key, [tag_of(p.message) for p in problems])
         if entity == "student":
             self.keep_guardians_of(element, key)
@@ -300,7 +302,7 @@ class _Reader:
         ]
         student = node.build(SnapshotStudent, self.compact)
         for blok in self.blocks(el, where, guardians=True):
-            self.present.add(Kind.GUARDIANS.value)
+            self.present.add(GUARDIANS_KIND)
             self.guardian_block(blok, student.key, where)
         self.students.append(student)
 

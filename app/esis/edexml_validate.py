@@ -400,8 +400,8 @@ class _Run:
         self.unique(out, el, where, "groep" if tag in GROUP_TAGS else tag, el.get("key"), "key")
         if tag == "samengestelde_groep":
             self.composite.add((el.get("key") or "").strip())
-        if tag in ("leerling", "leerkracht"):
-            self.unique(out, el, where, f"eckid {tag}", el.get("eckid"), "eckid")
+        if tag in ("leerling", "leerkracht") and (eckid := el.get("eckid")) is not None:
+            self.unique(out, el, where, f"eckid {tag}", eckid, "eckid")
         if not valid:
             return out
         # The references, as el.findall(...) finds them, without ElementPath's generators.
@@ -424,13 +424,14 @@ class _Run:
                 for groups in el.iterchildren("groepen")
                 for ref in groups.iterchildren("*")
             ]
+        groups = self.keys["groep"]
         for ref, composite in refs:
             key = (ref.get("key") or "").strip()
-            shown = key[:100]
-            if key not in self.keys["groep"]:
-                message = f"{ref.tag} '{shown}' is not in groepen"
-            elif composite == (key in self.composite):
+            if key in groups and composite == (key in self.composite):
                 continue
+            shown = key[:100]
+            if key not in groups:
+                message = f"{ref.tag} '{shown}' is not in groepen"
             elif composite:
                 message = f"{ref.tag} '{shown}' is a groep, not a samengestelde_groep"
             else:

@@ -91,7 +91,8 @@ def text_of(el: etree._Element | None) -> str | None:
 class Compactor:
     """Makes the models of one read smaller: a board export holds ~250,000 of them.
 
-    After a model is validated, it is assembled again (`assemble`) with values shared with the
+    A model's values are validated (`build`: by the validator of its fields alone) and the
+    model is assembled from them (`assemble`) with values shared with the
     other models of the read: fields that repeat (names, group keys, birth dates, a student's
     composite groups), and one
     `__pydantic_fields_set__` per set of given fields (pydantic keeps a new set in every

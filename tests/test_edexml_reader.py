@@ -678,8 +678,16 @@ def test_the_compactor_builds_what_pydantic_validates() -> None:
         assert fast == slow
         assert fast.model_fields_set == slow.model_fields_set
         assert fast.model_dump() == slow.model_dump()
-    # A model that validates more than its fields is validated whole.
+    # A model that validates more than its fields is validated whole, and so is one whose
+    # fields' schema refers to definitions kept with the model's.
     assert fields_of(EsisSnapshot) is None
+    assert fields_of(_Tree) is None
+    tree = Compactor().build(_Tree, {"children": [{"children": []}]})
+    assert tree == _Tree.model_validate({"children": [{"children": []}]})
+
+
+class _Tree(BaseModel):
+    children: list[_Tree] = []
 
 
 def test_a_link_is_what_assemble_builds() -> None:

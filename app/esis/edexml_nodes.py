@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 from pydantic import BaseModel, ValidationError
-from pydantic_core import SchemaValidator
+from pydantic_core import SchemaError, SchemaValidator
 
 from app.esis.edexml_validate import Problem
 from app.esis.schemas import Gender, Relation, SnapshotGuardian
@@ -195,7 +195,12 @@ def fields_of(model: type[BaseModel]) -> SchemaValidator | None:
         and not schema.get("root_model")
         and schema.get("cls") is model
     )
-    validator = SchemaValidator(schema["schema"], schema.get("config")) if plain else None
+    validator = None
+    if plain:
+        try:
+            validator = SchemaValidator(schema["schema"], schema.get("config"))
+        except SchemaError:  # e.g. references to definitions kept with the model's schema
+            validator = None
     _FIELDS[model] = validator
     return validator
 

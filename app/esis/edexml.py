@@ -210,23 +210,25 @@ class _Reader:
 
     # records
 
-    def blocks(
-        self, el: etree._Element, where: str, *, guardians: bool = False
-    ) -> list[etree._Element]:
-        """The guardian blocks under `el/toevoegingen`; other blocks are skipped with a warning.
+    def blocks(self, node: Node, *, guardians: bool = False) -> list[etree._Element]:
+        """The guardian blocks under the record's `toevoegingen`; other blocks are skipped with
+        a warning.
 
         Blocks of types the schemas do not know were removed (and reported) by the validator.
         """
         found: list[etree._Element] = []
+        if "toevoegingen" not in node.children:
+            return found  # most groups and staff: no toevoegingen at all
         # el.findall("toevoegingen/blok"), without ElementPath's generators.
-        for blok in [b for t in el.iterchildren("toevoegingen") for b in t.iterchildren("blok")]:
+        extras = node.el.iterchildren("toevoegingen")
+        for blok in [b for t in extras for b in t.iterchildren("blok")]:
             kind = (blok.get(XSI_TYPE) or "").strip().rpartition(":")[2][:64]
             if guardians and kind == GUARDIAN_BLOCK:
                 found.append(blok)
             else:
                 self.warnings.add(
                     f"blok {kind}",
-                    f"toevoegingen blok of type '{kind}' skipped ({where})",
+                    f"toevoegingen blok of type '{kind}' skipped ({node.where})",
                     f"toevoegingen blok of type '{kind}' skipped in {{n}} more elements",
                 )
         return found
@@ -259,7 +261,7 @@ class _Reader:
         node.put("branch", "dependancecode")
         node.put("school_year", "schooljaar")
         node.put("generated_at", "aanmaakdatum", parse_datetime)
-        self.blocks(el, "school")
+        self.blocks(node)
         try:
             self.school_model = node.build(SnapshotSchool)
         except ValidationProblems as exc:
@@ -273,7 +275,7 @@ class _Reader:
         node.put("description", "omschrijving")
         if el.tag == "groep":
             node.put("year_level", "jaargroep", parse_year_level)
-        self.blocks(el, node.where)
+        self.blocks(node)
         self.groups.append(node.build(SnapshotGroup, self.compact))
 
     def student(self, el: etree._Element) -> None:
@@ -295,13 +297,17 @@ class _Reader:
         where = node.where
         if (group := node.children.get("groep")) is not None:  # el.find("groep")
             node.values["group"] = key_of(group, where)
-        node.values["composite_groups"] = [
-            key_of(ref, where)
-            for refs in el.iterchildren("samengestelde_groepen")
-            for ref in refs.iterchildren("samengestelde_groep")
-        ]
+        node.values["composite_groups"] = (
+            [
+                key_of(ref, where)
+                for refs in el.iterchildren("samengestelde_groepen")
+                for ref in refs.iterchildren("samengestelde_groep")
+            ]
+            if "samengestelde_groepen" in node.children
+            else []
+        )
         student = node.build(SnapshotStudent, self.compact)
-        for blok in self.blocks(el, where, guardians=True):
+        for blok in self.blocks(node, guardians=True):
             self.present.add(GUARDIANS_KIND)
             self.guardian_block(blok, student.key, where)
         self.students.append(student)
@@ -376,7 +382,7 @@ class _Reader:
         roles += [text_of(rol) for ref in refs for rol in ref if rol.tag in role_tags]
         node.values["roles"] = list(dict.fromkeys(r for r in roles if r))
         node.values["groups"] = list(dict.fromkeys(key_of(ref, node.where) for ref in refs))
-        self.blocks(el, node.where)
+        self.blocks(node)
         self.staff.append(node.build(SnapshotStaff, self.compact))
 
 

@@ -8,16 +8,34 @@ import io
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import ValidationError
+from lxml import etree
+from pydantic import BaseModel, ValidationError
 
-from app.esis.edexml import EdexmlRead, read_edexml
-from app.esis.edexml_nodes import ONE_BY_ONE, assemble
+from app.esis.edexml import EdexmlRead, _Reader, read_edexml
+from app.esis.edexml_nodes import (
+    ONE_BY_ONE,
+    Compactor,
+    Node,
+    ValidationProblems,
+    assemble,
+    fields_of,
+)
 from app.esis.edexml_write import write_edexml
 from app.esis.errors import FormatError
-from app.esis.schemas import Gender, GuardianOf, Relation, SnapshotStudent
+from app.esis.schemas import (
+    EsisSnapshot,
+    Gender,
+    GuardianOf,
+    Relation,
+    SnapshotGroup,
+    SnapshotGuardian,
+    SnapshotStaff,
+    SnapshotStudent,
+)
 from bench import synthetic
 
 # The official samples: tests/fixtures/edexml/official/ (its README says where from).
@@ -603,3 +621,85 @@ def test_a_large_read_keeps_its_models_small() -> None:
     held_limit, peak_limit = (1600, 1800) if ONE_BY_ONE else (2300, 2600)
     assert held / 2000 < held_limit
     assert peak / 2000 < peak_limit
+
+
+def test_a_refused_value_names_the_line_of_the_child_it_was_read_from() -> None:
+    """A Node finds the line of a value when pydantic refuses it, from the child the value
+    was read from: the child's line, the roepnaam's for a last name read from it, and the
+    record's own line for a value set directly."""
+    body = b"""<verzorger key="V1">
+  <relatie>moeder</relatie>
+  <roepnaam>Anna</roepnaam>
+  <emailadres>not-an-address</emailadres>
+</verzorger>"""
+    el = etree.fromstring(body)
+    node = Node(el, "verzorger", "V1")
+    node.values["key"] = "V1"
+    assert node.put("last_name", "achternaam") is None
+    node.put("last_name", "roepnaam")
+    node.fill((("email", "emailadres"), ("phone", "telefoonnummer")))
+    node.values["students"] = []
+    assert node.source("last_name") == ("roepnaam", 3)
+    assert node.source("email") == ("emailadres", 4)
+    assert node.source("students") == ("leerling", 1)
+    with pytest.raises(ValidationProblems) as caught:
+        node.build(SnapshotGuardian, Compactor())
+    problems = [(p.line, p.where, p.message.partition(":")[0]) for p in caught.value.problems]
+    assert problems == [(4, "verzorger key=V1", "emailadres"), (1, "verzorger key=V1", "leerling")]
+    assert [tag for tag, _ in caught.value.tags] == ["emailadres", "leerling"]
+
+
+def test_the_compactor_builds_what_pydantic_validates() -> None:
+    """Compactor.build validates a model's fields with the validator of its fields alone
+    (`fields_of`): the same models, given fields and errors as `model_validate`."""
+    link = GuardianOf(student="1", relation=Relation.MOTHER)
+    cases: list[tuple[type[BaseModel], dict[str, Any]]] = [
+        (SnapshotStudent, {"key": "1", "last_name": "X", "composite_groups": ["S1"]}),
+        (SnapshotStudent, {"key": "1", "last_name": " X ", "birth_date": dt.date(2019, 1, 2)}),
+        (SnapshotStudent, {"key": "1", "last_name": "", "year_level": 120, "extra": 1}),
+        (SnapshotGuardian, {"key": "V1", "last_name": "Y", "students": [link]}),
+        (SnapshotGuardian, {"key": "V1", "last_name": "Y", "email": "x", "students": []}),
+        (SnapshotGroup, {"key": "G1", "name": "Groep 1", "is_composite": False}),
+        (SnapshotStaff, {"key": "L1", "last_name": "Z", "roles": ["r"] * 101, "active": True}),
+    ]
+    for model, values in cases:
+        assert fields_of(model) is not None
+        expected: list[Any] | None = None
+        try:
+            slow = model.model_validate(values)
+        except ValidationError as exc:
+            expected = list(exc.errors())
+        if expected is not None:
+            with pytest.raises(ValidationError) as caught:
+                Compactor().build(model, dict(values))
+            assert caught.value.errors() == expected
+            continue
+        fast = Compactor().build(model, dict(values))
+        assert fast == slow
+        assert fast.model_fields_set == slow.model_fields_set
+        assert fast.model_dump() == slow.model_dump()
+    # A model that validates more than its fields is validated whole, and so is one whose
+    # fields' schema refers to definitions kept with the model's.
+    assert fields_of(EsisSnapshot) is None
+    assert fields_of(_Tree) is None
+    tree = Compactor().build(_Tree, {"children": [{"children": []}]})
+    assert tree == _Tree.model_validate({"children": [{"children": []}]})
+
+
+class _Tree(BaseModel):
+    children: list[_Tree] = []
+
+
+def test_a_link_is_what_assemble_builds() -> None:
+    """A guardian's links are built written out (`_Reader.link`): the same model as
+    `assemble` builds, and as pydantic's `model_construct`."""
+    for relation in (Relation.FATHER, None):
+        fast = _Reader.link("1001", relation)
+        slow = assemble(
+            GuardianOf, {"student", "relation"}, {"student": "1001", "relation": relation}
+        )
+        assert fast == slow == GuardianOf(student="1001", relation=relation)
+        assert fast.model_fields_set == slow.model_fields_set == {"student", "relation"}
+        assert fast.__pydantic_extra__ is None and fast.__pydantic_private__ is None
+        assert fast.model_dump() == slow.model_dump()
+        assert hash(fast) == hash(slow)

@@ -23,6 +23,7 @@ from lxml import etree
 
 from app.esis.edexml_nodes import (
     AMSTERDAM,
+    ONE_BY_ONE,
     Compactor,
     Invalid,
     Node,
@@ -47,6 +48,7 @@ from app.esis.schemas import (
     EsisSnapshot,
     GuardianOf,
     Kind,
+    Relation,
     SnapshotGroup,
     SnapshotGuardian,
     SnapshotSchool,
@@ -67,13 +69,31 @@ KEPT_ENTITY = {
     "leerling": "student",
     "leerkracht": "staff",
 }
-# The kind of records an element is: what a document carries follows from what it holds.
+# The kind of records an element is (`Kind`'s value): what a document carries follows from
+# what it holds.
 RECORD_KIND = {
-    "groep": Kind.GROUPS,
-    "samengestelde_groep": Kind.GROUPS,
-    "leerling": Kind.STUDENTS,
-    "leerkracht": Kind.STAFF,
+    "groep": Kind.GROUPS.value,
+    "samengestelde_groep": Kind.GROUPS.value,
+    "leerling": Kind.STUDENTS.value,
+    "leerkracht": Kind.STAFF.value,
 }
+GUARDIANS_KIND = Kind.GUARDIANS.value
+# The names after the last name (field, element), read by `_Reader.names`, and what else a
+# record of each kind reads without a conversion (no value of them is refused by the reader).
+NAME_FIELDS = (
+    ("name_prefix", "voorvoegsel"),
+    ("initials", "voorletters-1"),
+    ("given_name", "roepnaam"),
+    ("email", "emailadres"),
+)
+STUDENT_FIELDS = (*NAME_FIELDS, ("first_names", "voornamen"))
+GUARDIAN_FIELDS = (
+    ("name_prefix", "voorvoegsel"),
+    ("initials", "voorletters"),
+    ("given_name", "roepnaam"),
+    ("email", "emailadres"),
+    ("phone", "telefoonnummer"),
+)
 # Shared by every GuardianOf (see Compactor); the models are frozen.
 LINK_FIELDS = {"student", "relation"}
 
@@ -117,7 +137,7 @@ class _Reader:
         where: str,  # noqa: ARG002 (EdexmlVisitor's; the reader names the record itself)
     ) -> list[Problem]:
         if kind in RECORD_KIND:
-            self.present.add(RECORD_KIND[kind].value)
+            self.present.add(RECORD_KIND[kind])
         try:
             if kind == "school":
                 self.school(element)
@@ -152,7 +172,7 @@ class _Reader:
         key = (element.get("key") or "").strip()
         if entity is None or not key:
             return False
-        self.present.add(RECORD_KIND[kind].value)
+        self.present.add(RECORD_KIND[kind])
         self.keep(entity, key, [tag_of(p.message) for p in problems])
         if entity == "student":
             self.keep_guardians_of(element, key)
@@ -190,27 +210,31 @@ class _Reader:
 
     # records
 
-    def blocks(
-        self, el: etree._Element, where: str, *, guardians: bool = False
-    ) -> list[etree._Element]:
-        """The guardian blocks under `el/toevoegingen`; other blocks are skipped with a warning.
+    def blocks(self, node: Node, *, guardians: bool = False) -> list[etree._Element]:
+        """The guardian blocks under the record's `toevoegingen`; other blocks are skipped with
+        a warning.
 
         Blocks of types the schemas do not know were removed (and reported) by the validator.
         """
         found: list[etree._Element] = []
-        for blok in el.findall("toevoegingen/blok"):
+        if "toevoegingen" not in node.children:
+            return found  # most groups and staff: no toevoegingen at all
+        # el.findall("toevoegingen/blok"), without ElementPath's generators.
+        extras = node.el.iterchildren("toevoegingen")
+        for blok in [b for t in extras for b in t.iterchildren("blok")]:
             kind = (blok.get(XSI_TYPE) or "").strip().rpartition(":")[2][:64]
             if guardians and kind == GUARDIAN_BLOCK:
                 found.append(blok)
             else:
                 self.warnings.add(
                     f"blok {kind}",
-                    f"toevoegingen blok of type '{kind}' skipped ({where})",
+                    f"toevoegingen blok of type '{kind}' skipped ({node.where})",
                     f"toevoegingen blok of type '{kind}' skipped in {{n}} more elements",
                 )
         return found
 
-    def names(self, node: Node, *, initials: str = "voorletters-1") -> None:
+    def names(self, node: Node, fields: tuple[tuple[str, str], ...] = NAME_FIELDS) -> None:
+        """The last name, then `fields` (the other names and what else the record has)."""
         if node.put("last_name", "achternaam") is None and node.value("roepnaam") is not None:
             # EDEXml allows a roepnaam alone; the model needs a last name.
             node.put("last_name", "roepnaam")
@@ -219,10 +243,7 @@ class _Reader:
                 f"{node.where} has no achternaam; its roepnaam is the last name",
                 "{n} more records have no achternaam; their roepnaam is the last name",
             )
-        node.put("name_prefix", "voorvoegsel")
-        node.put("initials", initials)
-        node.put("given_name", "roepnaam")
-        node.put("email", "emailadres")
+        node.fill(fields)
 
     def school(self, el: etree._Element) -> None:
         node = Node(el, "school")
@@ -240,7 +261,7 @@ class _Reader:
         node.put("branch", "dependancecode")
         node.put("school_year", "schooljaar")
         node.put("generated_at", "aanmaakdatum", parse_datetime)
-        self.blocks(el, "school")
+        self.blocks(node)
         try:
             self.school_model = node.build(SnapshotSchool)
         except ValidationProblems as exc:
@@ -248,18 +269,18 @@ class _Reader:
 
     def group(self, el: etree._Element) -> None:
         key = key_of(el, el.tag)
-        node = Node(el, f"{el.tag} key={key}")
+        node = Node(el, str(el.tag), key)
         node.values.update(key=key, is_composite=el.tag == "samengestelde_groep")
         node.put("name", "naam")
         node.put("description", "omschrijving")
         if el.tag == "groep":
             node.put("year_level", "jaargroep", parse_year_level)
-        self.blocks(el, node.where)
+        self.blocks(node)
         self.groups.append(node.build(SnapshotGroup, self.compact))
 
     def student(self, el: etree._Element) -> None:
         key = key_of(el, "leerling")
-        node = Node(el, f"leerling key={key}")
+        node = Node(el, "leerling", key)
         left = node.value("uitstroomdatum", parse_date)
         if left is not None and left <= self.today:
             self.warnings.add(
@@ -269,28 +290,35 @@ class _Reader:
             )
             return
         node.values["key"] = key
-        self.names(node)
-        node.put("first_names", "voornamen")
+        self.names(node, STUDENT_FIELDS)
         node.put("birth_date", "geboortedatum", parse_date)
         node.put("gender", "geslacht", parse_gender)
         node.put("year_level", "jaargroep", parse_year_level)
-        if (group := el.find("groep")) is not None:
-            node.values["group"] = key_of(group, node.where)
-        node.values["composite_groups"] = [
-            key_of(ref, node.where)
-            for ref in el.iterfind("samengestelde_groepen/samengestelde_groep")
-        ]
+        where = node.where
+        if (group := node.children.get("groep")) is not None:  # el.find("groep")
+            node.values["group"] = key_of(group, where)
+        node.values["composite_groups"] = (
+            [
+                key_of(ref, where)
+                for refs in el.iterchildren("samengestelde_groepen")
+                for ref in refs.iterchildren("samengestelde_groep")
+            ]
+            if "samengestelde_groepen" in node.children
+            else []
+        )
         student = node.build(SnapshotStudent, self.compact)
-        for blok in self.blocks(el, node.where, guardians=True):
-            self.present.add(Kind.GUARDIANS.value)
-            self.guardian_block(blok, student.key, node.where)
+        for blok in self.blocks(node, guardians=True):
+            self.present.add(GUARDIANS_KIND)
+            self.guardian_block(blok, student.key, where)
         self.students.append(student)
 
     def guardian_block(self, blok: etree._Element, student: str, student_where: str) -> None:
         """`student` is the key of the student model, shared by its links."""
-        for el in blok.iterfind("verzorger"):
-            key = key_of(el, f"verzorger in {student_where}")
-            node = Node(el, f"verzorger key={key}")
+        for el in blok.iterchildren("verzorger"):  # blok.iterfind("verzorger")
+            key = (el.get("key") or "").strip()
+            if not key:
+                key_of(el, f"verzorger in {student_where}")  # raises: no key
+            node = Node(el, "verzorger", key)
             try:
                 relation = node.value("relatie", parse_relation)
             except Invalid as exc:
@@ -298,15 +326,12 @@ class _Reader:
                 self.keep("guardian", key, exc.tags)
                 continue
             node.values["key"] = key
-            self.names(node, initials="voorletters")
-            node.put("phone", "telefoonnummer")
-            # Both values are valid already (the student's key, a Relation or None).
-            link = assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
+            self.names(node, GUARDIAN_FIELDS)
             known = self.guardians.get(key)
             if known is None:
                 if key in self.bad_guardians:
                     continue
-                node.values["students"] = [link]
+                node.values["students"] = [self.link(student, relation)]
                 try:
                     model = node.build(SnapshotGuardian, self.compact)
                 except ValidationProblems as exc:
@@ -319,7 +344,8 @@ class _Reader:
                 continue
             # A list of the exact length, not append's spare room: a third of a board's
             # guardians have a second student.
-            object.__setattr__(known, "students", [*known.students, link])  # frozen to its users
+            links = [*known.students, self.link(student, relation)]
+            object.__setattr__(known, "students", links)  # frozen to its users
             if not same_values(known, node.values):
                 self.warnings.add(
                     "guardian",
@@ -328,9 +354,24 @@ class _Reader:
                     "{n} more verzorgers differ from their first occurrence; the first is kept",
                 )
 
+    @staticmethod
+    def link(student: str, relation: Relation | None) -> GuardianOf:
+        """What `assemble(GuardianOf, LINK_FIELDS, {"student": ..., "relation": ...})` builds,
+        written out: one per link of a guardian. Both values are valid already (the student's
+        key, a Relation or None)."""
+        if not ONE_BY_ONE:
+            return assemble(GuardianOf, LINK_FIELDS, {"student": student, "relation": relation})
+        link = GuardianOf.__new__(GuardianOf)
+        object.__setattr__(link, "student", student)  # frozen to its users
+        object.__setattr__(link, "relation", relation)
+        object.__setattr__(link, "__pydantic_fields_set__", LINK_FIELDS)
+        object.__setattr__(link, "__pydantic_extra__", None)
+        object.__setattr__(link, "__pydantic_private__", None)
+        return link
+
     def staff_member(self, el: etree._Element) -> None:
         key = key_of(el, "leerkracht")
-        node = Node(el, f"leerkracht key={key}")
+        node = Node(el, "leerkracht", key)
         node.values.update(key=key, active=True)
         self.names(node)
         # EDEXml 2.1 also puts roles on a group assignment; the model has one list. A free
@@ -341,7 +382,7 @@ class _Reader:
         roles += [text_of(rol) for ref in refs for rol in ref if rol.tag in role_tags]
         node.values["roles"] = list(dict.fromkeys(r for r in roles if r))
         node.values["groups"] = list(dict.fromkeys(key_of(ref, node.where) for ref in refs))
-        self.blocks(el, node.where)
+        self.blocks(node)
         self.staff.append(node.build(SnapshotStaff, self.compact))
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaError, SchemaValidator
 
 from app.esis.edexml_validate import Problem
 from app.esis.schemas import Gender, Relation, SnapshotGuardian
@@ -90,7 +91,8 @@ def text_of(el: etree._Element | None) -> str | None:
 class Compactor:
     """Makes the models of one read smaller: a board export holds ~250,000 of them.
 
-    After a model is validated, it is assembled again (`assemble`) with values shared with the
+    A model's values are validated (`build`: by the validator of its fields alone) and the
+    model is assembled from them (`assemble`) with values shared with the
     other models of the read: fields that repeat (names, group keys, birth dates, a student's
     composite groups), and one
     `__pydantic_fields_set__` per set of given fields (pydantic keeps a new set in every
@@ -130,14 +132,77 @@ class Compactor:
 
     def __call__(self, model: M) -> M:
         values = model.__dict__
-        for name in self.SHARED.intersection(values):
-            if values[name] is not None:
-                values[name] = self.share(values[name])
+        given = model.__pydantic_fields_set__
+        return self.assemble(type(model), values, given)
+
+    def build(self, model: type[M], values: dict[str, Any]) -> M:
+        """`self(model.model_validate(values))`, without the validated model in between:
+        the model's fields are validated by the validator of its fields alone (`fields_of`),
+        which gives the same values, given fields and errors, and no instance with a dict of
+        its own to read them back from. Raises ValidationError as `model_validate` does."""
+        validator = fields_of(model)
+        if validator is None:
+            return self(model.model_validate(values))
+        checked, _, given = validator.validate_python(values)
+        return self.assemble(model, checked, given)
+
+    def assemble(self, model: type[M], values: dict[str, Any], given: set[str]) -> M:
+        """`assemble(model, ...)` of validated `values` (all of the model's fields, in order),
+        their repeated values shared."""
+        table = self.values
+        for name in _shared_names(model, self.SHARED):
+            # self.share(value), inlined: it runs for most fields of every model.
+            if (value := values[name]) is not None:
+                if (known := table.get(value)) is not None:
+                    values[name] = known
+                elif len(table) < self.MAX_SHARED:
+                    table[value] = value
         if (groups := values.get("composite_groups")) is not None:
             values["composite_groups"] = self.share_list(groups)
-        given = model.__pydantic_fields_set__
-        shared = self.fields.setdefault(frozenset(given), set(given))
-        return assemble(type(model), shared, values)
+        shared = self.fields.get(key := frozenset(given))
+        if shared is None:
+            shared = self.fields[key] = set(given)
+        return assemble(model, shared, values)
+
+
+_SHARED_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _shared_names(model: type[BaseModel], shared: frozenset[str]) -> tuple[str, ...]:
+    """The model's fields the Compactor shares, in field order."""
+    names = _SHARED_NAMES.get(model)
+    if names is None:
+        names = _SHARED_NAMES[model] = tuple(n for n in model.model_fields if n in shared)
+    return names
+
+
+_FIELDS: dict[type[BaseModel], SchemaValidator | None] = {}
+
+
+def fields_of(model: type[BaseModel]) -> SchemaValidator | None:
+    """The validator of the model's fields, without the model: what pydantic's own validator
+    of the model runs before it makes the instance, and gives (values, extra, given fields).
+    None for a model that does more than validate its fields (a validator of the whole
+    model, `model_post_init`, a custom `__init__`): that one is validated whole."""
+    if model in _FIELDS:
+        return _FIELDS[model]
+    schema: Any = model.__pydantic_core_schema__
+    plain = (
+        schema.get("type") == "model"
+        and schema.get("schema", {}).get("type") == "model-fields"
+        and not schema.get("custom_init")
+        and not schema.get("post_init")
+        and not schema.get("root_model")
+        and schema.get("cls") is model
+    )
+    validator = None
+    if plain:
+        try:
+            validator = SchemaValidator(schema["schema"], schema.get("config"))
+        except SchemaError:  # e.g. references to definitions kept with the model's schema
+            validator = None
+    _FIELDS[model] = validator
+    return validator
 
 
 # Whether `assemble` sets a model's fields one by one (CPython 3.11 and 3.12) or whole.
@@ -161,62 +226,107 @@ def assemble(model: type[M], fields_set: set[str], values: dict[str, Any]) -> M:
     read larger (2.6 kB a student, against 2.2 kB with the `__dict__` set whole), so from
     3.13 on the `__dict__` is set whole, as before (`ONE_BY_ONE`)."""
     built = model.__new__(model)
+    set_ = _SETATTR  # frozen to its users
     if ONE_BY_ONE:
         for name, value in values.items():
-            object.__setattr__(built, name, value)  # frozen to its users
+            set_(built, name, value)
     else:
-        object.__setattr__(built, "__dict__", values)
-    object.__setattr__(built, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(built, "__pydantic_extra__", None)
-    object.__setattr__(built, "__pydantic_private__", None)
+        set_(built, "__dict__", values)
+    set_(built, "__pydantic_fields_set__", fields_set)
+    set_(built, "__pydantic_extra__", None)
+    set_(built, "__pydantic_private__", None)
     return built
 
 
-class Node:
-    """Collects one model's values from one element, remembering where each came from."""
+_SETATTR = object.__setattr__
 
-    def __init__(self, el: etree._Element, where: str) -> None:
+
+class Node:
+    """Collects one model's values from one element, remembering which child each came from.
+
+    The line of a value is looked up only when pydantic refuses it (`ValidationProblems`):
+    `tags` names the child a field was read from, and `children` holds that child. The
+    record's label (`where`) is made only when a message needs it."""
+
+    __slots__ = ("children", "el", "key", "kind", "tags", "values")
+
+    def __init__(self, el: etree._Element, kind: str, key: str = "") -> None:
         # The first child of each name: what `find(tag)` gives, for a lookup per field.
-        self.children: dict[str, etree._Element] = {}
+        # (Comments and processing instructions are keyed by their non-str tag: never looked
+        # up.)
+        children: dict[Any, etree._Element] = {}
         for child in el:
-            self.children.setdefault(str(child.tag), child)
-        self.line = source_line(el)
-        self.where = where
+            tag = child.tag
+            if tag not in children:
+                children[tag] = child
+        self.children = children
+        self.el = el
+        self.kind = kind
+        self.key = key
         self.values: dict[str, Any] = {}
-        self.sources: dict[str, tuple[str, int | None]] = {}
+        self.tags: dict[str, str] = {}  # field name -> the child's tag it was read from
+
+    @property
+    def where(self) -> str:
+        """The record in messages: `leerling key=00001`, `school`."""
+        return f"{self.kind} key={self.key}" if self.key else self.kind
+
+    @property
+    def line(self) -> int | None:
+        return source_line(self.el)
 
     def value(self, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
         """Child `tag`'s value (converted), or None when it is absent."""
-        return self._lookup(tag, convert)[0]
-
-    def put(self, name: str, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
-        """Sets field `name` from child `tag`, if present; returns the value."""
-        value, line = self._lookup(tag, convert)
-        if value is not None:
-            self.values[name] = value
-            self.sources[name] = (tag, line)
-        return value
-
-    def _lookup(self, tag: str, convert: Callable[[str], Any] | None) -> tuple[Any, int | None]:
         child = self.children.get(tag)
         if child is None:
-            return None, None
+            return None
         # text_of, inlined: this runs for every field of every record.
-        value = (child.text or "") if len(child) == 0 else text_of(child)
-        text = value.strip() if value else None
+        text = (child.text or "").strip() if len(child) == 0 else text_of(child)
         if not text:
-            return None, None
+            return None
+        if convert is None:
+            return text
         try:
-            return (convert(text) if convert is not None else text), source_line(child)
+            return convert(text)
         except ValueError as exc:
             raise Invalid(source_line(child), self.where, f"{tag} {exc}", tag) from None
 
+    def put(self, name: str, tag: str, convert: Callable[[str], Any] | None = None) -> Any:
+        """Sets field `name` from child `tag`, if present; returns the value."""
+        value = self.value(tag, convert)
+        if value is not None:
+            self.values[name] = value
+            self.tags[name] = tag
+        return value
+
+    def fill(self, fields: tuple[tuple[str, str], ...]) -> None:
+        """`put(name, tag)` for each (name, tag) of `fields`: values without a conversion,
+        which no value refuses, in one loop."""
+        children = self.children
+        for name, tag in fields:
+            child = children.get(tag)
+            if child is None:
+                continue
+            text = (child.text or "").strip() if len(child) == 0 else text_of(child)
+            if text:
+                self.values[name] = text
+                self.tags[name] = tag
+
+    def source(self, name: str) -> tuple[str, int | None]:
+        """The element and line field `name` came from, for a message: its child's, or the
+        record's own for a value set directly (a key, a list of references)."""
+        tag = self.tags.get(name)
+        if tag is None:
+            return FIELD_ELEMENTS.get(name, name), self.line
+        return tag, source_line(self.children[tag])
+
     def build(self, model: type[M], compact: Compactor | None = None) -> M:
         try:
-            built = model.model_validate(self.values)
+            if compact is not None:
+                return compact.build(model, self.values)
+            return model.model_validate(self.values)
         except ValidationError as exc:
             raise ValidationProblems(self, exc) from None
-        return built if compact is None else compact(built)
 
 
 class ValidationProblems(Exception):
@@ -224,11 +334,12 @@ class ValidationProblems(Exception):
         super().__init__("invalid values")
         self.problems: list[Problem] = []
         self.tags: list[tuple[str, str]] = []
+        where = node.where
         # include_input=False: the offending value may be a name or an e-mail address.
         for err in exc.errors(include_url=False, include_input=False):
             name = str(err["loc"][0]) if err["loc"] else ""
-            tag, line = node.sources.get(name, (FIELD_ELEMENTS.get(name, name), node.line))
-            self.problems.append(Invalid(line, node.where, f"{tag}: {err['msg']}").problem)
+            tag, line = node.source(name)
+            self.problems.append(Invalid(line, where, f"{tag}: {err['msg']}").problem)
             self.tags.append((tag, err["msg"]))
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from lxml import etree
 
@@ -236,30 +236,37 @@ class _Run:
         for event, el in events:
             if event == "start":
                 depth += 1
+                if depth > 3:  # inside a record: most events, counted only
+                    unit += 1
+                    if depth > MAX_DEPTH or unit > MAX_UNIT_ELEMENTS:
+                        self.too_large(el, depth)
+                    continue
                 if depth == 1:
                     self.start_root(el)
                 elif depth == 2:
                     unit = 0
                     self.container = _Container(str(el.tag)) if el.tag in CONTAINERS else None
-                elif depth == 3 and self.container is not None:
+                elif self.container is not None:
                     unit = 0
                 unit += 1
-                if depth > MAX_DEPTH:
-                    raise fail(
-                        line_of(el), "document", f"elements are nested deeper than {MAX_DEPTH}"
-                    )
                 if unit > MAX_UNIT_ELEMENTS:
-                    raise fail(
-                        line_of(el),
-                        "document",
-                        f"more than {MAX_UNIT_ELEMENTS} elements in one record",
-                    )
+                    self.too_large(el, depth)
+                continue
+            if depth > 3:
+                depth -= 1
                 continue
             if depth == 2:
                 self.end_top(el)
             elif depth == 3:
                 self.end_child(el)
             depth -= 1
+
+    @staticmethod
+    def too_large(el: etree._Element, depth: int) -> NoReturn:
+        """Too deep (checked first), or too many elements in one record."""
+        if depth > MAX_DEPTH:
+            raise fail(line_of(el), "document", f"elements are nested deeper than {MAX_DEPTH}")
+        raise fail(line_of(el), "document", f"more than {MAX_UNIT_ELEMENTS} elements in one record")
 
     def start_root(self, el: etree._Element) -> None:
         if has_doctype(el):
@@ -364,8 +371,8 @@ class _Run:
 
     def skip_blocks(self, el: etree._Element, where: str) -> None:
         known = known_block_types(self.version)
-        for extra in el.findall("toevoegingen"):
-            for blok in extra.findall("blok"):
+        for extra in list(el.iterchildren("toevoegingen")):  # el.findall, without ElementPath
+            for blok in list(extra.iterchildren("blok")):
                 declared = blok.get(XSI_TYPE)
                 if declared is None:
                     continue  # the schema says what is wrong
@@ -390,50 +397,66 @@ class _Run:
         tag = str(el.tag)
         if tag == "school":
             return out
-
-        def unique(table: str, value: str | None, what: str) -> None:
-            value = (value or "").strip()
-            if not value:
-                return
-            seen = self.keys[table]
-            if value in seen:
-                out.append(
-                    Problem(line_of(el), where, f"duplicate {what} (first at line {seen[value]})")
-                )
-            else:
-                seen[value] = line_of(el)
-
-        unique("groep" if tag in GROUP_TAGS else tag, el.get("key"), "key")
+        self.unique(out, el, where, "groep" if tag in GROUP_TAGS else tag, el.get("key"), "key")
         if tag == "samengestelde_groep":
             self.composite.add((el.get("key") or "").strip())
-        if tag in ("leerling", "leerkracht"):
-            unique(f"eckid {tag}", el.get("eckid"), "eckid")
+        if tag in ("leerling", "leerkracht") and (eckid := el.get("eckid")) is not None:
+            self.unique(out, el, where, f"eckid {tag}", eckid, "eckid")
         if not valid:
             return out
+        # The references, as el.findall(...) finds them, without ElementPath's generators.
         refs: list[tuple[etree._Element, bool]] = []
         if tag == "leerling":
-            refs += [(ref, False) for ref in el.findall("groep")]
-            refs += [(ref, True) for ref in el.findall("samengestelde_groepen/samengestelde_groep")]
-            for ref in el.findall("vestiging"):
+            refs += [(ref, False) for ref in el.iterchildren("groep")]
+            refs += [
+                (ref, True)
+                for refs_el in el.iterchildren("samengestelde_groepen")
+                for ref in refs_el.iterchildren("samengestelde_groep")
+            ]
+            for ref in el.iterchildren("vestiging"):
                 key = (ref.get("key") or "").strip()
                 if key not in self.keys["vestiging"]:
                     message = f"vestiging '{key[:100]}' is not in vestigingen"
                     out.append(Problem(line_of(ref), where, message))
         elif tag == "leerkracht":
-            refs += [(ref, ref.tag != "groep") for ref in el.iterfind("groepen/*")]
+            refs += [
+                (ref, ref.tag != "groep")
+                for groups in el.iterchildren("groepen")
+                for ref in groups.iterchildren("*")
+            ]
+        groups = self.keys["groep"]
         for ref, composite in refs:
             key = (ref.get("key") or "").strip()
-            shown = key[:100]
-            if key not in self.keys["groep"]:
-                message = f"{ref.tag} '{shown}' is not in groepen"
-            elif composite == (key in self.composite):
+            if key in groups and composite == (key in self.composite):
                 continue
+            shown = key[:100]
+            if key not in groups:
+                message = f"{ref.tag} '{shown}' is not in groepen"
             elif composite:
                 message = f"{ref.tag} '{shown}' is a groep, not a samengestelde_groep"
             else:
                 message = f"{ref.tag} '{shown}' is a samengestelde_groep, not a groep"
             out.append(Problem(line_of(ref), where, message))
         return out
+
+    def unique(
+        self,
+        out: list[Problem],
+        el: etree._Element,
+        where: str,
+        table: str,
+        value: str | None,
+        what: str,
+    ) -> None:
+        value = (value or "").strip()
+        if not value:
+            return
+        seen = self.keys[table]
+        if value in seen:
+            message = f"duplicate {what} (first at line {seen[value]})"
+            out.append(Problem(line_of(el), where, message))
+        else:
+            seen[value] = line_of(el)
 
     def finish(self) -> None:
         if self.root is None:  # pragma: no cover - iterparse raises on an empty document

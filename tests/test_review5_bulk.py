@@ -4,9 +4,10 @@ executemany of one row at a time."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
 from app.bulk import bulk_insert, bulk_update
+from app.db import utcnow
 from app.schools.models import School
+from app.sync.models import DriftItem
 from app.sync.repository import ORDER, TABLES
 from tests.factories import make_school
 from tests.test_bulk_copy import _stored
@@ -125,3 +128,45 @@ def test_inserts_by_copy_store_what_one_row_at_a_time_stored(
             bulk_insert(session, t, [{**r, "school_id": targets[1]}])
         session.commit()
         assert _parsed(_stored(session, t, targets[0])) == _parsed(_stored(session, t, targets[1]))
+
+
+def test_drift_items_update_from_arrays_as_row_by_row(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """A merge's drift updates: JSON values of every kind (texts, numbers, booleans, lists,
+    dicts, None), datetimes in another zone, run ids or None."""
+    by_arrays, by_rows = _schools(client, db)
+    t = TABLES["student"]
+    drift = cast(Table, DriftItem.__table__)  # type: ignore[attr-defined]
+    zone = dt.timezone(dt.timedelta(hours=-5))
+    values: list[Any] = [*ODD_TEXTS, 0, 7, True, False, None, [], ["a", 1], {"k": {"v": None}}]
+    with db() as session:
+        ids = sorted(session.scalars(select(t.c.id).where(t.c.school_id == by_arrays)).all())
+        items = [
+            {
+                "id": uuid.uuid4(),
+                "entity": "student",
+                "record_id": r,
+                "field": "last_name",
+                "first_seen_at": utcnow(),
+            }
+            for r in ids[:40]
+        ]
+        for school_id in (by_arrays, by_rows):
+            bulk_insert(session, drift, [{**item, "school_id": school_id} for item in items])
+        updates = [
+            {
+                "school_id": by_arrays,
+                "id": item["id"],
+                "our_value": values[i % len(values)],
+                "esis_value": values[(i + 3) % len(values)],
+                "last_seen_at": dt.datetime(2026, 12, 1, 23, i, tzinfo=zone),
+                "last_run_id": None if i % 2 else uuid.uuid4(),
+            }
+            for i, item in enumerate(items)
+        ]
+        bulk_update(session, drift, updates)
+        for row in updates:
+            bulk_update(session, drift, [{**row, "school_id": by_rows}])
+        session.commit()
+        assert _stored(session, drift, by_arrays) == _stored(session, drift, by_rows)

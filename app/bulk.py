@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
@@ -99,7 +99,7 @@ def _copy(session: Session, t: Table, rows: Sequence[Row], *, binary: bool) -> N
                 continue
             out = [got] if single else list(got)
             for i in json_at:
-                out[i] = json_text(out[i])
+                out[i] = json_value(out[i])
             out.extend(constants)
             for call in calls:
                 out.append(call(None))
@@ -195,7 +195,9 @@ def _each_column(row: Row, columns: Sequence[Any]) -> list[Any]:
     for c in columns:
         if c.name in row:
             v = row[c.name]
-        elif c.default is None:
+            out.append(json_value(v) if isinstance(c.type, JSON) else v)
+            continue
+        if c.default is None:
             v = None
         else:
             v = c.default.arg(None) if c.default.is_callable else c.default.arg
@@ -209,6 +211,13 @@ def _called(column: Any) -> bool:
 
 def _defaults(columns: list[Any]) -> list[tuple[Any, Any]]:
     return [(c, None if c.default is None else c.default.arg) for c in columns]
+
+
+def json_value(value: Any) -> str:
+    """A JSON value given for a column, as its text: a given None is JSON `null`, as the JSON
+    column type writes it in an INSERT or UPDATE (`none_as_null` is off), so a row holds the
+    same whichever way it went in. (A column left out is SQL NULL, as in an INSERT.)"""
+    return "null" if value is None else cast(str, json_text(value))
 
 
 def json_text(value: Any) -> str | None:

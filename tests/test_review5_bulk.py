@@ -91,20 +91,17 @@ JSON_NAMES = {"esis_values", "local_edits"}
 
 @pytest.mark.parametrize("name", ORDER)
 def test_inserts_by_copy_store_what_one_row_at_a_time_stored(
-    client: TestClient, db: sessionmaker[Session], name: str, backend: str, request: Any
+    client: TestClient, db: sessionmaker[Session], name: str
 ) -> None:
     """Rows with None in their nullable columns (JSON ones too), in a batch (COPY on
     PostgreSQL) and one at a time (an INSERT each).
 
-    Fails on PostgreSQL: a JSON column's None goes into COPY as SQL NULL (`json_text(None)`),
-    where SQLAlchemy's INSERT (and the UPDATE from arrays, through the bind processor) writes
-    the JSON `null` (`JSON.none_as_null` is False). The application reads None from both, so
-    nothing it shows differs; but since COPY_FROM went from 200 to 2, nearly every insert of a
-    merge stores the other representation than the same row inserted alone or updated."""
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="COPY writes SQL NULL for a JSON None")
-        )
+    Found by this round's review: a JSON column's None went into COPY as SQL NULL, where
+    SQLAlchemy's INSERT (and the UPDATE from arrays, through the bind processor) writes the
+    JSON `null` (`JSON.none_as_null` is False). The application read None from both, but since
+    COPY_FROM went from 200 to 2 nearly every insert of a merge stored the other form than the
+    same row inserted alone or updated. COPY now writes a given None as `null`
+    (`bulk.json_value`)."""
     source, _ = _schools(client, db)
     t = TABLES[name]
     keys = [make_school(client, db, brin=brin).key for brin in ("16AF", "17AG")]

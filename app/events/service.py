@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from app.bulk import bulk_insert, copy_rows, json_text, use_copy
+from app.bulk import bulk_insert, copy_rows, json_value, use_copy
 from app.db import utcnow
 from app.events import repository
 from app.events.models import Event
@@ -59,7 +59,7 @@ def emit(
 
     if use_copy(session, len(changes)):
         # Many events (a merge's): COPY of value tuples, no row dict per event.
-        copy_rows(session, table, _COLUMNS, rows(json_text))
+        copy_rows(session, table, _COLUMNS, rows(json_value))
         return
     bulk_insert(session, table, [dict(zip(_COLUMNS, row, strict=True)) for row in rows(_same)])
 

@@ -13,9 +13,9 @@ from sqlmodel import col
 
 from app.bulk import COPY_FROM, bulk_insert
 from app.db import utcnow
-from app.esis.parsing import parse_snapshot
+from app.esis.parsing import Parsed, parse_snapshot
 from app.schools.models import School, UpdatePolicy
-from app.sync.plan import EntityState, LinkState, State
+from app.sync.plan import EntityState, LinkState, Plan, State
 from app.sync.repository import ORDER, TABLES
 from app.sync.service import plan_merge
 from bench import synthetic
@@ -35,6 +35,18 @@ def _empty(school_id: uuid.UUID) -> State:
         student_guardians=LinkState(),
         staff_groups=LinkState(),
         drift={},
+    )
+
+
+def initial_plan(school_id: uuid.UUID, parsed: Parsed) -> Plan:
+    """The initial load of `parsed` into an empty school: every row a plan inserts."""
+    return plan_merge(
+        state=_empty(school_id),
+        snapshot=parsed.snapshot,
+        policy=UpdatePolicy.IGNORE,
+        activation=True,
+        run_id=None,
+        now=utcnow(),
     )
 
 
@@ -61,14 +73,7 @@ def test_binary_copy_writes_the_rows_text_copy_wrote(
             for k in schools
         ]
         binary, textual = ids
-        plan = plan_merge(
-            state=_empty(binary),
-            snapshot=parsed.snapshot,
-            policy=UpdatePolicy.IGNORE,
-            activation=True,
-            run_id=None,
-            now=utcnow(),
-        )
+        plan = initial_plan(binary, parsed)
         for name in ORDER:
             rows = plan.tables[name].inserts
             assert rows

@@ -16,12 +16,11 @@ from sqlmodel import col, select
 from app.bulk import bulk_insert, bulk_update
 from app.db import utcnow
 from app.esis.parsing import parse_snapshot
-from app.schools.models import School, UpdatePolicy
+from app.schools.models import School
 from app.sync.repository import ORDER, TABLES
-from app.sync.service import plan_merge
 from bench import synthetic
 from tests.factories import make_school
-from tests.test_bulk_copy import SHAPE, _empty, _stored
+from tests.test_bulk_copy import SHAPE, _stored, initial_plan
 
 # Values that an array literal must carry exactly: quotes, commas, braces, backslashes,
 # NULL as a word, whitespace, other scripts and emoji.
@@ -37,14 +36,7 @@ def _schools(client: TestClient, db: sessionmaker[Session]) -> tuple[uuid.UUID, 
         ids = [
             session.scalars(select(col(School.id)).where(col(School.key) == k)).one() for k in keys
         ]
-        plan = plan_merge(
-            state=_empty(ids[0]),
-            snapshot=parsed.snapshot,
-            policy=UpdatePolicy.IGNORE,
-            activation=True,
-            run_id=None,
-            now=utcnow(),
-        )
+        plan = initial_plan(ids[0], parsed)
         for name in ORDER:
             rows = plan.tables[name].inserts
             for school_id in ids:
@@ -53,11 +45,15 @@ def _schools(client: TestClient, db: sessionmaker[Session]) -> tuple[uuid.UUID, 
     return ids[0], ids[1]
 
 
+def _student_ids(session: Session, school_id: uuid.UUID) -> list[uuid.UUID]:
+    t = TABLES["student"]
+    return sorted(session.scalars(select(t.c.id).where(t.c.school_id == school_id)).all())
+
+
 def _updates(session: Session, school_id: uuid.UUID) -> list[dict[str, Any]]:
     """Updates of every column type a merge writes, NULLs and odd texts among them, in four
     shapes (sets of columns), one of them all NULL."""
-    t = TABLES["student"]
-    ids = sorted(session.scalars(select(t.c.id).where(t.c.school_id == school_id)).all())
+    ids = _student_ids(session, school_id)
     zone = dt.timezone(dt.timedelta(hours=1))
     out: list[dict[str, Any]] = []
     for i, record_id in enumerate(ids[:60]):
@@ -126,9 +122,7 @@ def test_a_row_updated_twice_in_one_call_ends_as_an_update_per_row_leaves_it(
     school_id, _ = _schools(client, db)
     t = TABLES["student"]
     with db() as session:
-        first, second = sorted(
-            session.scalars(select(t.c.id).where(t.c.school_id == school_id)).all()
-        )[:2]
+        first, second = _student_ids(session, school_id)[:2]
         bulk_update(
             session,
             t,
@@ -172,9 +166,8 @@ def test_a_value_too_long_for_its_column_fares_as_with_an_update_per_row(
     """PostgreSQL refuses it either way, and the arrays cast to TEXT, not VARCHAR(200), which
     would cut it; SQLite keeps lengths to the application and stores it either way."""
     by_arrays, by_rows = _schools(client, db)
-    t = TABLES["student"]
     with db() as session:
-        ids = sorted(session.scalars(select(t.c.id).where(t.c.school_id == by_arrays)).all())
+        ids = _student_ids(session, by_arrays)
     rows = [{"id": record_id, "last_name": "x" * 201} for record_id in ids[:3]]
     arrays = _outcome(db, by_arrays, [{**row, "school_id": by_arrays} for row in rows])
     one_by_one = {_outcome(db, by_rows, [{**row, "school_id": by_rows}]) for row in rows}

@@ -87,11 +87,11 @@ NAME_FIELDS = (
     ("email", "emailadres"),
 )
 STUDENT_FIELDS = (*NAME_FIELDS, ("first_names", "voornamen"))
+# A guardian's initials are `voorletters` (the guardian block's element), the rest as above.
 GUARDIAN_FIELDS = (
-    ("name_prefix", "voorvoegsel"),
+    NAME_FIELDS[0],
     ("initials", "voorletters"),
-    ("given_name", "roepnaam"),
-    ("email", "emailadres"),
+    *NAME_FIELDS[2:],
     ("phone", "telefoonnummer"),
 )
 # Shared by every GuardianOf (see Compactor); the models are frozen.

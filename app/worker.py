@@ -24,8 +24,14 @@ from app.webhooks.delivery import deliver_pending
 log = logging.getLogger("esis_sync.worker")
 
 
+# One per process: the pulls that run at once in a worker's threads take turns for the CPU
+# (PullOptions.gate).
+_TURNS = threading.Lock()
+
+
 def options(settings: Settings) -> PullOptions:
     return PullOptions(
+        gate=_TURNS,
         limits=PushLimits(
             max_records=settings.max_snapshot_records, per_minute=settings.push_rate_per_minute
         ),

@@ -4,6 +4,7 @@ the same merge as a push, failures as failed runs, and the daily schedule in sch
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.coupling.pulls import PullOptions, due, run_due
+from app.coupling.pulls import PullOptions, due, pull, run_due
 from app.coupling.receive import PushLimits
 from fake_esis.pki import make_cert
 from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
@@ -205,3 +206,65 @@ def test_r3_schedule_fires_at_the_school_time_across_daylight_saving(
     assert run_due(sessions=db, settings=settings, options=options, now=at) == []  # once a day
     next_day = at + dt.timedelta(days=1)
     assert len(run_due(sessions=db, settings=settings, options=options, now=next_day)) == 1
+
+
+class _Turns:
+    """A gate like a worker's lock that also records what happened at each entry."""
+
+    def __init__(self, esis: FakeEsis) -> None:
+        self.esis = esis
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.most_inside = 0
+        self.requests_at_entry: list[int] = []
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        self.requests_at_entry.append(len(self.esis.requests))
+
+    def __exit__(self, *exc: object) -> None:
+        self.inside -= 1
+        self.lock.release()
+
+
+def test_pulls_at_once_wait_for_esis_together_and_take_turns_for_the_rest(
+    client: TestClient,
+    db: sessionmaker[Session],
+    esis: FakeEsis,
+    kit: FakeEsisKit,
+    settings: Settings,
+) -> None:
+    """A worker's threads share one gate (PullOptions.gate): reading the answer and the merge
+    take turns, the wait for ESIS does not. Both schools' requests reach ESIS before either
+    pull takes the gate (ESIS answers after a second), and each pull takes it twice."""
+    schools = [make_school(client, db, brin=brin) for brin in ("12AB", "34CD")]
+    for school, brin in zip(schools, ("12AB", "34CD"), strict=True):
+        assert _connect(client, school, esis, kit).status_code == 200
+        esis.script(brin, "00", mode="stall", delay=1.0)
+    turns = _Turns(esis)
+    options = PullOptions(limits=PushLimits(), attempts=1, gate=turns)
+    runs: list[Any] = []
+
+    def one(school: SchoolKeys) -> None:
+        runs.append(
+            pull(
+                sessions=db,
+                settings=settings,
+                school_id=rows(db, "school", key=school.key)[0]["id"],
+                actor="test",
+                options=options,
+            )
+        )
+
+    threads = [threading.Thread(target=one, args=(school,)) for school in schools]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(r.status for r in runs) == ["stored", "stored"], [r.problem for r in runs]
+    assert len(esis.requests) == 2
+    assert turns.requests_at_entry[0] == 2  # both were waiting for ESIS at the same time
+    assert len(turns.requests_at_entry) == 4  # each pull: its answer read, then its merge
+    assert turns.most_inside == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import stat
@@ -489,6 +490,7 @@ def test_ssl_context_key_file_is_private_encrypted_and_removed(
         written.append((path, *modes, path.read_bytes()))
 
     monkeypatch.setattr(uwlr_transport, "_write_private", spy)
+    uwlr_transport.clear_client_contexts()
     client_ssl_context(conn)
     assert len(written) == 2
     for path, mode, folder_mode, _ in written:
@@ -542,3 +544,28 @@ def test_without_eckid_of_an_answer() -> None:
     assert without_eckid(answer) == _OLD_ECKID.sub(b"", answer)
     plain = b"<EDEX><leerling key='1'/></EDEX>"
     assert without_eckid(plain) is plain
+
+
+def test_ssl_contexts_are_kept_per_identity_and_trust_store(
+    conn: UwlrConnection, kit: FakeEsisKit
+) -> None:
+    """One context per certificate, key and CA: made once, then reused by every pull with
+    the same identity; another CA or certificate gets its own; a bad key is never kept."""
+    uwlr_transport.clear_client_contexts()
+    first = client_ssl_context(conn)
+    assert client_ssl_context(dataclasses.replace(conn, url="https://other.example")) is first
+    other_ca = client_ssl_context(dataclasses.replace(conn, ca_pem=None))
+    assert other_ca is not first
+    other = make_cert((kit.ca.cert, kit.ca.key), "another-client", server=False)
+    identity = dataclasses.replace(conn.identity, cert_pem=other[0], key_pem=other[1])
+    assert client_ssl_context(dataclasses.replace(conn, identity=identity)) is not first
+    broken = dataclasses.replace(conn.identity, key_pem=other[1])  # key of another certificate
+    for _ in range(2):
+        with pytest.raises(UwlrError) as info:
+            client_ssl_context(dataclasses.replace(conn, identity=broken))
+        assert info.value.kind == "tls"
+    for i in range(uwlr_transport.CONTEXTS_KEPT):
+        fresh = make_cert((kit.ca.cert, kit.ca.key), f"client-{i}", server=False)
+        extra = dataclasses.replace(conn.identity, cert_pem=fresh[0], key_pem=fresh[1])
+        client_ssl_context(dataclasses.replace(conn, identity=extra))
+    assert client_ssl_context(conn) is not first  # the oldest was let go

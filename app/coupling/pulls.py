@@ -14,7 +14,8 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -177,6 +178,12 @@ class PullOptions:
     attempts: int = 4
     backoff: float = 1.0
     fetcher: Fetcher = fetch_answer
+    # Taken around the CPU-heavy parts of a pull: reading ESIS's answer, the merge and the
+    # health note; the wait for ESIS is outside it. A worker passes one lock for all its
+    # threads, so that its pulls running at once take turns there (docs/operator.md,
+    # "Workers"): threads contending for the GIL, which lxml and the database driver give up
+    # and take back many times a pull, spent about half as much CPU again per pull.
+    gate: AbstractContextManager[Any] = field(default_factory=nullcontext)
 
 
 def pull(
@@ -196,7 +203,12 @@ def pull(
     started = utcnow()
     try:
         answer = options.fetcher(
-            conn=conn, brin=brin, branch=branch, attempts=options.attempts, backoff=options.backoff
+            conn=conn,
+            brin=brin,
+            branch=branch,
+            attempts=options.attempts,
+            backoff=options.backoff,
+            gate=options.gate,
         )
     except UwlrError as exc:
         run = SyncRun(
@@ -238,20 +250,21 @@ def pull(
         record_failure(sessions=sessions, run=run, exc=error)
         health.note_pull(sessions=sessions, settings=settings, run=run)
         return run
-    received = receive_snapshot(
-        sessions=sessions,
-        school_id=school_id,
-        body=without_eckid(answer.body),
-        content_type=stored_type(UWLR_TYPE, brin, branch),
-        idempotency_key=None,
-        origin="pull",
-        actor=actor,
-        today=today,
-        limits=options.limits,
-        # Read once, not twice.
-        parsed=Parsed(answer.read.snapshot, list(answer.read.warnings), list(answer.read.kept)),
-    )
-    health.note_pull(sessions=sessions, settings=settings, run=received.run)
+    with options.gate:
+        received = receive_snapshot(
+            sessions=sessions,
+            school_id=school_id,
+            body=without_eckid(answer.body),
+            content_type=stored_type(UWLR_TYPE, brin, branch),
+            idempotency_key=None,
+            origin="pull",
+            actor=actor,
+            today=today,
+            limits=options.limits,
+            # Read once, not twice.
+            parsed=Parsed(answer.read.snapshot, list(answer.read.warnings), list(answer.read.kept)),
+        )
+        health.note_pull(sessions=sessions, settings=settings, run=received.run)
     return received.run
 
 

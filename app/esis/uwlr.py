@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,7 @@ def _attempt(
     max_bytes: int,
     today: dt.date | None,
     requested: tuple[str, str] | None = None,
+    gate: AbstractContextManager[Any] = nullcontext(),
 ) -> Answer:
     headers = {
         "Content-Type": "text/xml; charset=utf-8",
@@ -100,7 +102,9 @@ def _attempt(
         raise transport_error(exc) from None
     body = b"".join(chunks)
     if status == 200:
-        return Answer(body=body, read=parse_answer(body, today=today, requested=requested))
+        with gate:
+            read = parse_answer(body, today=today, requested=requested)
+        return Answer(body=body, read=read)
     if status in TRANSIENT_STATUS:
         raise UwlrError("http", transient=True, detail=f"HTTP {status}", status=status)
     fault = fault_of(body)
@@ -134,12 +138,14 @@ def fetch_answer(
     sleep: Callable[[float], Any] = time.sleep,
     max_bytes: int = MAX_ANSWER_BYTES,
     today: dt.date | None = None,
+    gate: AbstractContextManager[Any] = nullcontext(),
 ) -> Answer:
     """Fetches one school (brin + branch) from ESIS; raises UwlrError when it cannot.
 
     Transient failures are tried again up to `attempts` times in all, sleeping
     `uniform(0, backoff * 2**n)` before retry n (n = 0, 1, ...). The final UwlrError carries
-    the number of attempts made.
+    the number of attempts made. The answer is read inside `gate` (a worker's lock: its pulls
+    take turns for the CPU, while their waits for ESIS overlap).
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -177,6 +183,7 @@ def fetch_answer(
                     max_bytes=max_bytes,
                     today=today,
                     requested=(brin.upper(), branch),
+                    gate=gate,
                 )
             except UwlrError as exc:
                 error = exc

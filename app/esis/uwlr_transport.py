@@ -1,6 +1,7 @@
 """The UWLR client's transport: TLS with the client certificate, and the address policy.
 
-`client_ssl_context` presents the connection's client certificate; the transport connects
+`client_ssl_context` presents the connection's client certificate (one context per identity
+and trust store, kept for the next pull); the transport connects
 only to public addresses unless the operator allows private ones (checked again at connect
 time, for every address the host resolves to); `transport_error` turns httpx's failures into
 a `UwlrError` of the right kind, without quoting more than the exception's name.
@@ -8,12 +9,15 @@ a `UwlrError` of the right kind, without quoting more than the exception's name.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import secrets
 import socket
 import ssl
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +35,46 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+# Contexts made, by a digest of the identity and the trust store: one supplier certificate
+# usually serves every school, and making a context (the key encrypted, written, read back
+# and decrypted) cost about 3.5 ms of each pull. Keyed by digests, so the cache holds no PEM;
+# a new certificate or CA is a new key. A context keeps its key, as any context does.
+CONTEXTS_KEPT = 32
+_contexts: OrderedDict[bytes, ssl.SSLContext] = OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+def _context_key(conn: UwlrConnection) -> bytes:
+    parts = (conn.identity.cert_pem, conn.identity.key_pem, conn.ca_pem)
+    return b"".join(b"-" if p is None else hashlib.sha256(p).digest() for p in parts)
+
+
+def clear_client_contexts() -> None:
+    """Forget the contexts made so far (the next pull of each identity makes its own)."""
+    with _contexts_lock:
+        _contexts.clear()
+
+
 def client_ssl_context(conn: UwlrConnection) -> ssl.SSLContext:
-    """A TLS context presenting the connection's client certificate.
+    """A TLS context presenting the connection's client certificate: the one made before
+    for the same certificate, key and trust store, else a new one (`load_client_context`);
+    the last CONTEXTS_KEPT are kept. A context that cannot be made is not kept."""
+    key = _context_key(conn)
+    with _contexts_lock:
+        found = _contexts.get(key)
+        if found is not None:
+            _contexts.move_to_end(key)
+            return found
+    context = load_client_context(conn)
+    with _contexts_lock:
+        _contexts[key] = context
+        while len(_contexts) > CONTEXTS_KEPT:
+            _contexts.popitem(last=False)
+    return context
+
+
+def load_client_context(conn: UwlrConnection) -> ssl.SSLContext:
+    """A new TLS context presenting the connection's client certificate.
 
     `load_cert_chain` reads only files: the certificate and the key (encrypted with a one-time
     passphrase, so no plaintext key ever reaches the disk) go to a private temporary directory

@@ -25,7 +25,7 @@ import procrastinate
 
 from app.config import Settings
 from app.coupling.health import backed_off, check_certificates
-from app.coupling.pulls import claim, due, finish, pull
+from app.coupling.pulls import claim_all, due, finish, pull
 from app.coupling.receive import recover_interrupted
 from app.db import make_engine, make_sessionmaker
 from app.webhooks.delivery import deliver_pending
@@ -80,9 +80,7 @@ def make_app(settings: Settings) -> procrastinate.App:
             waiting = backed_off(session=session, settings=settings, school_ids=candidates, now=now)
         candidates = [s for s in candidates if s not in waiting]  # quarantined: backing off
         today = now.astimezone(settings.tz).date()
-        return [
-            s for s in candidates if claim(sessions=sessions, school_id=s, now=now, today=today)
-        ]
+        return claim_all(sessions=sessions, school_ids=candidates, now=now, today=today)
 
     every = cron(settings.scheduler_interval_seconds)
     stalled_seconds = float(settings.job_stalled_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,14 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from app.config import Settings
-from app.coupling.pulls import PullOptions, due, pull, run_due
+from app.coupling import repository
+from app.coupling.models import EsisConnection
+from app.coupling.pulls import PullOptions, claim_all, due, pull, run_due
 from app.coupling.receive import PushLimits
 from fake_esis.pki import make_cert
 from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
@@ -268,3 +273,58 @@ def test_pulls_at_once_wait_for_esis_together_and_take_turns_for_the_rest(
     assert turns.requests_at_entry[0] == 2  # both were waiting for ESIS at the same time
     assert len(turns.requests_at_entry) == 4  # each pull: its answer read, then its merge
     assert turns.most_inside == 1
+
+
+def _connection(school: uuid.UUID) -> Any:
+    return update(EsisConnection).where(col(EsisConnection.school_id) == school)
+
+
+def test_the_tick_leases_its_schools_in_few_statements_and_each_school_once(
+    client: TestClient,
+    db: sessionmaker[Session],
+    esis: FakeEsis,
+    kit: FakeEsisKit,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`claim_all` leases with the condition of `claim`, a chunk of schools per UPDATE: a
+    school leased by another worker, or pulled today, is not won; two ticks at once win each
+    school once between them."""
+    monkeypatch.setattr(repository, "CLAIMS_PER_STATEMENT", 2)
+    brins = ("11AA", "22BB", "33CC", "44DD", "55EE")
+    ids = []
+    for brin in brins:
+        school = make_school(client, db, brin=brin)
+        assert _connect(client, school, esis, kit).status_code == 200
+        ids.append(rows(db, "school", key=school.key)[0]["id"])
+    now = dt.datetime(2027, 3, 1, 16, 0, tzinfo=dt.UTC)
+    today = now.date()
+    with db.begin() as session:
+        leased = now + dt.timedelta(minutes=5)
+        session.execute(_connection(ids[1]).values(claimed_until=leased))
+        session.execute(_connection(ids[3]).values(last_pulled_on=today))
+    unconnected = uuid.uuid4()
+    order = [ids[4], unconnected, *ids[:4]]
+    assert claim_all(sessions=db, school_ids=order, now=now, today=today) == [
+        ids[4],
+        ids[0],
+        ids[2],
+    ]
+    assert claim_all(sessions=db, school_ids=order, now=now, today=today) == []
+    later = now + dt.timedelta(minutes=16)  # every lease has run out; one school pulled today
+    with db.begin() as session:
+        session.execute(text("UPDATE esis_connection SET claimed_until = NULL"))
+    won: list[list[uuid.UUID]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: won.append(
+                claim_all(sessions=db, school_ids=order, now=later, today=today)
+            )
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(won) == 2
+    assert sorted(map(str, won[0] + won[1])) == sorted(map(str, [ids[0], ids[1], ids[2], ids[4]]))

@@ -294,6 +294,22 @@ def claim(
     return bool(won)
 
 
+def claim_all(
+    *,
+    sessions: sessionmaker[Session],
+    school_ids: list[uuid.UUID],
+    now: dt.datetime,
+    today: dt.date,
+) -> list[uuid.UUID]:
+    """`claim` for the tick's schools at once (500 to a statement, in one transaction: 6,000
+    schools took 6,000 transactions); the ones won, in the order given."""
+    with write_transaction(sessions) as session:
+        won = repository.claim_pulls(
+            session=session, school_ids=school_ids, now=now, until=now + LEASE, today=today
+        )
+    return [s for s in school_ids if s in won]
+
+
 def finish(*, sessions: sessionmaker[Session], school_id: uuid.UUID, today: dt.date) -> None:
     with write_transaction(sessions) as session:
         repository.finish_pull(session=session, school_id=school_id, today=today)

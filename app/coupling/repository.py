@@ -89,6 +89,43 @@ def claim_pull(
     return bool(won)
 
 
+CLAIMS_PER_STATEMENT = 500
+
+
+def claim_pulls(
+    *,
+    session: Session,
+    school_ids: list[uuid.UUID],
+    now: dt.datetime,
+    until: dt.datetime,
+    today: dt.date,
+) -> set[uuid.UUID]:
+    """`claim_pull` for many schools, CLAIMS_PER_STATEMENT to an UPDATE: the same condition
+    on each row, so of two workers only one wins each school. Returns the schools won."""
+    won: set[uuid.UUID] = set()
+    for start in range(0, len(school_ids), CLAIMS_PER_STATEMENT):
+        chunk = school_ids[start : start + CLAIMS_PER_STATEMENT]
+        won.update(
+            session.scalars(
+                update(EsisConnection)
+                .where(
+                    col(EsisConnection.school_id).in_(chunk),
+                    or_(
+                        col(EsisConnection.claimed_until).is_(None),
+                        col(EsisConnection.claimed_until) < now,
+                    ),
+                    or_(
+                        col(EsisConnection.last_pulled_on).is_(None),
+                        col(EsisConnection.last_pulled_on) < today,
+                    ),
+                )
+                .values(claimed_until=until)
+                .returning(col(EsisConnection.school_id))
+            )
+        )
+    return won
+
+
 def finish_pull(*, session: Session, school_id: uuid.UUID, today: dt.date) -> None:
     """The school's pull of `today` is done: the lease ends."""
     session.execute(

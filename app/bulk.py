@@ -6,14 +6,12 @@ Never a statement per row in a loop of our own; batches keep SQLite under its pa
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
-import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -33,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel.sql.sqltypes import AutoString
 
-from app.db import UTCDateTime
+from app.db import UTCDateTime, json_text, json_value
 
 Row = dict[str, Any]
 # Parameters per statement stay well under SQLite's limit (32766) and keep PG batches sane.
@@ -211,26 +209,6 @@ def _called(column: Any) -> bool:
 
 def _defaults(columns: list[Any]) -> list[tuple[Any, Any]]:
     return [(c, None if c.default is None else c.default.arg) for c in columns]
-
-
-def json_value(value: Any) -> str:
-    """A JSON value given for a column, as its text: a given None is JSON `null`, as the JSON
-    column type writes it in an INSERT or UPDATE (`none_as_null` is off), so a row holds the
-    same whichever way it went in. (A column left out is SQL NULL, as in an INSERT.)"""
-    return "null" if value is None else cast(str, json_text(value))
-
-
-def json_text(value: Any) -> str | None:
-    """A JSON column's text: orjson (about ten times quicker than the standard library),
-    and `json.dumps(value, default=str)` as before for what orjson would write otherwise or
-    refuses: datetimes (orjson writes a `T`), non-string keys, integers beyond 64 bits. The
-    merge's values are strings, numbers, booleans, lists and dicts of them; no floats."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
-    except TypeError:
-        return json.dumps(value, default=str)
 
 
 def bulk_update(session: Session, t: Table, rows: Sequence[Row]) -> None:

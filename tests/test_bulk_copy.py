@@ -85,3 +85,42 @@ def test_binary_copy_writes_the_rows_text_copy_wrote(
         for name in ORDER:
             t = TABLES[name]
             assert _stored(session, t, binary) == _stored(session, t, textual), name
+
+
+def test_the_orm_writes_a_json_column_as_copy_does(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """The engines' JSON serializer is `app.db.json_value`: a value written through the ORM
+    (a sync run's counts, report and warnings) is stored as the same text as the same value
+    written by COPY, on both databases: compact, UTF-8 as it is, None as JSON `null`, a value
+    orjson refuses by the standard library."""
+    import datetime as dt
+
+    from app.db import json_value
+    from app.sync.models import SyncRun
+
+    key = make_school(client, db).key
+    with db() as session:
+        school_id = session.scalars(select(col(School.id)).where(col(School.key) == key)).one()
+    values: list[Any] = [
+        {"student": {"added": 3}, "naam": "Zoë 't Hart"},
+        None,
+        ["a", {"b": [1, 2, None]}],
+        {"at": dt.datetime(2027, 1, 2, 3, 4, tzinfo=dt.UTC)},
+        {"big": 2**70},
+    ]
+    ids = []
+    with db.begin() as session:
+        for value in values:
+            run = SyncRun(school_id=school_id, kind="merge", origin="push", report=value)
+            session.add(run)
+            session.flush()
+            ids.append(run.id)
+    t = SyncRun.__table__  # type: ignore[attr-defined]
+    with db() as session:
+        stored: dict[uuid.UUID, str] = dict(
+            session.execute(select(t.c.id, cast(t.c.report, Text)).where(t.c.id.in_(ids))).all()
+        )
+    assert [stored[i] for i in ids] == [json_value(v) for v in values]
+    assert stored[ids[0]] == '{"student":{"added":3},"naam":"Zoë \'t Hart"}'
+    assert stored[ids[1]] == "null"

@@ -101,7 +101,7 @@ def test_inserts_by_copy_store_what_one_row_at_a_time_stored(
     JSON `null` (`JSON.none_as_null` is False). The application read None from both, but since
     COPY_FROM went from 200 to 2 nearly every insert of a merge stored the other form than the
     same row inserted alone or updated. COPY now writes a given None as `null`
-    (`bulk.json_value`)."""
+    (`app.db.json_value`)."""
     source, _ = _schools(client, db)
     t = TABLES[name]
     keys = [make_school(client, db, brin=brin).key for brin in ("16AF", "17AG")]

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from app.bulk import bulk_insert, copy_rows, json_value, use_copy
-from app.db import utcnow
+from app.bulk import bulk_insert, copy_rows, use_copy
+from app.db import json_value, utcnow
 from app.events import repository
 from app.events.models import Event
 

@@ -41,6 +41,11 @@ class SchoolScoped(SQLModel):
 
 
 class LinkProvenance(SchoolScoped):
+    # No foreign key of its own to the school: the link's keys to both ends include
+    # school_id, and each end has its key to the school, so the school exists, and deleting
+    # it removes the links through their ends. PostgreSQL checked that key once more for
+    # every new link (about 4,000 of the 22,000 checks of a 1,000-student initial load).
+    school_id: uuid.UUID = Field(primary_key=True)
     source: str = Field(max_length=16)
     # Last values ESIS sent for the link's own attributes (e.g. a guardian's relation).
     esis_values: dict[str, Any] | None = Field(default=None, sa_type=JSON)
@@ -54,6 +59,7 @@ class LinkProvenance(SchoolScoped):
 
 
 class RecordProvenance(LinkProvenance):
+    school_id: uuid.UUID = Field(primary_key=True, foreign_key="school.id", ondelete="CASCADE")
     # The LAS key (EDEXml @key): unique per school, never reused (esis-protocol.md).
     esis_key: str | None = Field(default=None, max_length=256)
     # Set when purge removed the personal data after the retention window: the row stays as

@@ -71,22 +71,8 @@ def claim_pull(
 ) -> bool:
     """Lease the school's pull of `today` until `until`: one conditional UPDATE, so of two
     workers only one wins. False when it is leased or was pulled today already."""
-    won = session.execute(
-        update(EsisConnection)
-        .where(
-            col(EsisConnection.school_id) == school_id,
-            or_(
-                col(EsisConnection.claimed_until).is_(None),
-                col(EsisConnection.claimed_until) < now,
-            ),
-            or_(
-                col(EsisConnection.last_pulled_on).is_(None),
-                col(EsisConnection.last_pulled_on) < today,
-            ),
-        )
-        .values(claimed_until=until)
-    ).rowcount  # type: ignore[attr-defined]
-    return bool(won)
+    won = claim_pulls(session=session, school_ids=[school_id], now=now, until=until, today=today)
+    return school_id in won
 
 
 CLAIMS_PER_STATEMENT = 500
@@ -100,8 +86,9 @@ def claim_pulls(
     until: dt.datetime,
     today: dt.date,
 ) -> set[uuid.UUID]:
-    """`claim_pull` for many schools, CLAIMS_PER_STATEMENT to an UPDATE: the same condition
-    on each row, so of two workers only one wins each school. Returns the schools won."""
+    """Lease the pulls of `today` of many schools until `until`, CLAIMS_PER_STATEMENT to a
+    conditional UPDATE: a school leased by another worker, or pulled today already, is not
+    won, and of two workers only one wins each school. Returns the schools won."""
     won: set[uuid.UUID] = set()
     for start in range(0, len(school_ids), CLAIMS_PER_STATEMENT):
         chunk = school_ids[start : start + CLAIMS_PER_STATEMENT]

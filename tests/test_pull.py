@@ -243,7 +243,7 @@ def test_pulls_at_once_wait_for_esis_together_and_take_turns_for_the_rest(
 ) -> None:
     """A worker's threads share one gate (PullOptions.gate): reading the answer and the merge
     take turns, the wait for ESIS does not. Both schools' requests reach ESIS before either
-    pull takes the gate (ESIS answers after a second), and each pull takes it twice."""
+    pull takes the gate (ESIS answers after a second), and each pull takes it four times."""
     schools = [make_school(client, db, brin=brin) for brin in ("12AB", "34CD")]
     for school, brin in zip(schools, ("12AB", "34CD"), strict=True):
         assert _connect(client, school, esis, kit).status_code == 200
@@ -271,7 +271,9 @@ def test_pulls_at_once_wait_for_esis_together_and_take_turns_for_the_rest(
     assert sorted(r.status for r in runs) == ["stored", "stored"], [r.problem for r in runs]
     assert len(esis.requests) == 2
     assert turns.requests_at_entry[0] == 2  # both were waiting for ESIS at the same time
-    assert len(turns.requests_at_entry) == 4  # each pull: its answer read, then its merge
+    # Each pull: its answer read, its two transactions (each once its school is locked), the
+    # health note.
+    assert len(turns.requests_at_entry) == 8
     assert turns.most_inside == 1
 
 

@@ -178,8 +178,9 @@ class PullOptions:
     attempts: int = 4
     backoff: float = 1.0
     fetcher: Fetcher = fetch_answer
-    # Taken around the CPU-heavy parts of a pull: reading ESIS's answer, the merge and the
-    # health note; the wait for ESIS is outside it. A worker passes one lock for all its
+    # Taken around the CPU-heavy parts of a pull: reading ESIS's answer, the two
+    # transactions of the merge once the school's lock is held, and the health note; the wait
+    # for ESIS and for the school's lock are outside it. A worker passes one lock for all its
     # threads, so that its pulls running at once take turns there (docs/operator.md,
     # "Workers"): threads contending for the GIL, which lxml and the database driver give up
     # and take back many times a pull, spent about half as much CPU again per pull.
@@ -250,20 +251,21 @@ def pull(
         record_failure(sessions=sessions, run=run, exc=error)
         health.note_pull(sessions=sessions, settings=settings, run=run)
         return run
+    received = receive_snapshot(
+        sessions=sessions,
+        school_id=school_id,
+        body=without_eckid(answer.body),
+        content_type=stored_type(UWLR_TYPE, brin, branch),
+        idempotency_key=None,
+        origin="pull",
+        actor=actor,
+        today=today,
+        limits=options.limits,
+        # Read once, not twice.
+        parsed=Parsed(answer.read.snapshot, list(answer.read.warnings), list(answer.read.kept)),
+        turns=options.gate,
+    )
     with options.gate:
-        received = receive_snapshot(
-            sessions=sessions,
-            school_id=school_id,
-            body=without_eckid(answer.body),
-            content_type=stored_type(UWLR_TYPE, brin, branch),
-            idempotency_key=None,
-            origin="pull",
-            actor=actor,
-            today=today,
-            limits=options.limits,
-            # Read once, not twice.
-            parsed=Parsed(answer.read.snapshot, list(answer.read.warnings), list(answer.read.kept)),
-        )
         health.note_pull(sessions=sessions, settings=settings, run=received.run)
     return received.run
 

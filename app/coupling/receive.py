@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import uuid
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +82,14 @@ def receive_snapshot(
     today: dt.date,
     limits: PushLimits | None = None,
     parsed: Parsed | None = None,
+    turns: AbstractContextManager[Any] = nullcontext(),
 ) -> Received:
     """Store, validate and apply one pushed or pulled snapshot (R3: both take this path).
 
-    `parsed`: the body already read (a pull parses the answer to check it), not read again."""
+    `parsed`: the body already read (a pull parses the answer to check it), not read again.
+    `turns`: entered in each of the two transactions once the school's lock is held, until
+    its commit (a worker's pulls take turns there, `PullOptions.gate`); so a pull waiting for
+    its school's lock does not hold up the worker's other pulls."""
     limits = limits or PushLimits()
     if origin == "push" and media_type(content_type) == UWLR_TYPE:
         # How pulled answers are stored; a client sending it would reach the SOAP reader.
@@ -102,6 +107,7 @@ def receive_snapshot(
         origin=origin,
         actor=actor,
         per_minute=limits.per_minute,
+        turns=turns,
     )
     if isinstance(stored, Received):
         return stored
@@ -119,6 +125,7 @@ def receive_snapshot(
                 parsed=parsed,
                 today=today,
                 max_records=limits.max_records,
+                turns=turns,
             )
         if run.status == RunStatus.FAILED.value and run.error and run.error["status"] < 500:
             raise _replayed_problem(run.error)  # recovery failed it first: the same problem
@@ -139,16 +146,18 @@ def _store(
     origin: str,
     actor: str,
     per_minute: int,
+    turns: AbstractContextManager[Any] = nullcontext(),
 ) -> Received | tuple[Snapshot, SyncRun, bool]:
     """Transaction 1: keep the raw body; or find that it was received before.
 
     Under the school's lock, so that of simultaneous copies one stores and the others find
     it. A copy that finds the first one's run still `received` takes that run (whoever gets
     the lock in `_apply` first applies it, the other finds it done): one run per snapshot."""
-    with sessions() as session:
+    with sessions() as session, ExitStack() as turn:
         begin_write(session)
         # One receipt at a time per school, so two copies of one body are stored once.
         schools.lock(session=session, school_id=school_id)
+        turn.enter_context(turns)
         existing = _find_existing(session, school_id, digest, idempotency_key)
         if existing is None:
             _check_rate(session, school_id, per_minute)
@@ -251,12 +260,14 @@ def _apply(
     parsed: Parsed,
     today: dt.date,
     max_records: int | None = None,
+    turns: AbstractContextManager[Any] = nullcontext(),
 ) -> SyncRun:
     """Transaction 2: everything the snapshot changes, or nothing."""
     started = time.perf_counter()
-    with sessions() as session:
+    with sessions() as session, ExitStack() as turn:
         begin_write(session)
         school = schools.lock(session=session, school_id=school_id)
+        turn.enter_context(turns)
         run = session.get_one(SyncRun, (school_id, run_id))
         if run.status != RunStatus.RECEIVED.value:
             return run  # applied meanwhile (by restart recovery): never twice

@@ -88,24 +88,33 @@ def claim_pulls(
 ) -> set[uuid.UUID]:
     """Lease the pulls of `today` of many schools until `until`, CLAIMS_PER_STATEMENT to a
     conditional UPDATE: a school leased by another worker, or pulled today already, is not
-    won, and of two workers only one wins each school. Returns the schools won."""
+    won, and of two workers only one wins each school; a row another transaction holds is
+    passed over. Returns the schools won."""
     won: set[uuid.UUID] = set()
+    claimable = (
+        or_(
+            col(EsisConnection.claimed_until).is_(None),
+            col(EsisConnection.claimed_until) < now,
+        ),
+        or_(
+            col(EsisConnection.last_pulled_on).is_(None),
+            col(EsisConnection.last_pulled_on) < today,
+        ),
+    )
     for start in range(0, len(school_ids), CLAIMS_PER_STATEMENT):
         chunk = school_ids[start : start + CLAIMS_PER_STATEMENT]
+        # A row another tick holds is passed over, not waited for (PostgreSQL's SKIP LOCKED;
+        # SQLite has one writer): that tick leases it, or a later one does. Waiting instead,
+        # two ticks holding the rows of their earlier chunks could wait for each other.
+        free = (
+            select(col(EsisConnection.school_id))
+            .where(col(EsisConnection.school_id).in_(chunk), *claimable)
+            .with_for_update(skip_locked=True)
+        )
         won.update(
             session.scalars(
                 update(EsisConnection)
-                .where(
-                    col(EsisConnection.school_id).in_(chunk),
-                    or_(
-                        col(EsisConnection.claimed_until).is_(None),
-                        col(EsisConnection.claimed_until) < now,
-                    ),
-                    or_(
-                        col(EsisConnection.last_pulled_on).is_(None),
-                        col(EsisConnection.last_pulled_on) < today,
-                    ),
-                )
+                .where(col(EsisConnection.school_id).in_(free), *claimable)
                 .values(claimed_until=until)
                 .returning(col(EsisConnection.school_id))
             )

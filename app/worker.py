@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from contextlib import nullcontext
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,8 +31,13 @@ _TURNS = threading.Lock()
 
 
 def options(settings: Settings) -> PullOptions:
+    """A pull's options. The turns only on PostgreSQL: on SQLite a school's lock is the whole
+    database's (one writer), so a pull holding it while waiting for its turn and a pull in its
+    turn waiting for the database would wait for each other; and the in-process worker pulls
+    one school at a time anyway."""
+    sqlite = settings.database_url.startswith("sqlite")
     return PullOptions(
-        gate=_TURNS,
+        gate=nullcontext() if sqlite else _TURNS,
         limits=PushLimits(
             max_records=settings.max_snapshot_records, per_minute=settings.push_rate_per_minute
         ),

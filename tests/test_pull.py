@@ -236,7 +236,7 @@ class _Turns:
         self.lock.release()
 
 
-def test_pulls_at_once_wait_for_esis_together_and_take_turns_for_the_rest(
+def test_r3_pulls_at_once_wait_for_esis_together_and_take_turns_for_the_rest(
     client: TestClient,
     db: sessionmaker[Session],
     esis: FakeEsis,
@@ -292,7 +292,7 @@ def _connection(school: uuid.UUID) -> Any:
     return update(EsisConnection).where(col(EsisConnection.school_id) == school)
 
 
-def test_the_tick_leases_its_schools_in_few_statements_and_each_school_once(
+def test_r3_the_tick_leases_its_schools_in_few_statements_and_each_school_once(
     client: TestClient,
     db: sessionmaker[Session],
     esis: FakeEsis,

@@ -71,7 +71,7 @@ def _school_ids(
 # --- 3. the batched lease -------------------------------------------------------------------
 
 
-def test_two_ticks_at_once_never_deadlock_on_the_lease(
+def test_r3_two_ticks_at_once_never_deadlock_on_the_lease(
     client: TestClient,
     db: sessionmaker[Session],
     esis: FakeEsis,
@@ -139,7 +139,7 @@ class _Entered:
         self.lock.release()
 
 
-def test_a_pull_waiting_for_its_school_lock_does_not_stop_the_workers_other_pulls(
+def test_r3_a_pull_waiting_for_its_school_lock_does_not_stop_the_workers_other_pulls(
     client: TestClient,
     db: sessionmaker[Session],
     esis: FakeEsis,

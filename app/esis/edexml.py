@@ -386,7 +386,7 @@ class _Reader:
         self.staff.append(node.build(SnapshotStaff, self.compact))
 
 
-def read_edexml(body: bytes, *, today: dt.date | None = None) -> EdexmlRead:
+def read_edexml(body: bytes | etree._Element, *, today: dt.date | None = None) -> EdexmlRead:
     """Maps an EDEXml document onto a snapshot; raises FormatError on a bad document.
 
     The document is validated first (`validate_edexml`, streaming): each record is mapped

@@ -29,10 +29,11 @@ How, in one pass with `lxml.etree.iterparse`:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn, Protocol
+from typing import NoReturn, Protocol, cast
 
 from lxml import etree
 
@@ -108,16 +109,27 @@ class EdexmlVisitor(Protocol):
         ...
 
 
-def validate_edexml(body: bytes, *, visitor: EdexmlVisitor | None = None) -> list[str]:
+def validate_edexml(
+    body: bytes | etree._Element, *, visitor: EdexmlVisitor | None = None
+) -> list[str]:
     """Validates `body`; returns warnings (skipped blocks), raises FormatError on errors.
 
     With a `visitor`, each valid record is handed to it while the document streams by; the
     visitor's problems are reported together with the schema's.
+
+    `body` may also be a document already parsed (its root element, `EDEX`): a UWLR answer's
+    EDEXml, which `uwlr_soap` has in a tree. It is walked (`_Run.walk`) with the same checks
+    in the same order as the bytes would stream, without writing it out and parsing it
+    again; the records are removed from it as they are read. Lines are the tree's own (for
+    an answer, the lines of the SOAP message as received and stored).
     """
-    _check_prolog(body)
     run = _Run(visitor)
     try:
-        run.stream(body)
+        if isinstance(body, bytes):
+            _check_prolog(body)
+            run.stream(body)
+        else:
+            run.walk(body)
         run.finish()
     except _Stop:
         pass
@@ -147,6 +159,15 @@ def _check_prolog(body: bytes) -> None:
 
 
 # --- the run ----------------------------------------------------------------------------------
+
+
+_COUNT = etree.XPath("count(descendant-or-self::*)")
+
+
+@functools.cache
+def _below(steps: int) -> etree.XPath:
+    """Whether an element lies `steps` levels below the context element."""
+    return etree.XPath("boolean(" + "/".join(["*"] * steps) + ")")
 
 
 class _Stop(Exception):
@@ -260,6 +281,41 @@ class _Run:
             elif depth == 3:
                 self.end_child(el)
             depth -= 1
+
+    def walk(self, root: etree._Element) -> None:
+        """`stream` over a parsed tree: the same calls, in the document order the events
+        would come in. Only records and the parts around them are visited in Python; the
+        elements inside a record are counted and their depth checked by XPath, in C."""
+        self.start_root(root)
+        for top in list(root):
+            if not isinstance(top.tag, str):
+                continue  # a comment or processing instruction (the parsers drop them)
+            self.container = _Container(str(top.tag)) if top.tag in CONTAINERS else None
+            if self.container is None:
+                self.check_size(top, 2)  # the whole element is one unit, as it streams
+            for child in list(top):
+                if not isinstance(child.tag, str):
+                    continue
+                if self.container is not None:
+                    self.check_size(child, 3)  # each record is a unit of its own
+                self.end_child(child)
+            self.end_top(top)
+
+    def check_size(self, el: etree._Element, depth: int) -> None:
+        """MAX_UNIT_ELEMENTS and MAX_DEPTH for one unit at `depth` (the root is 1), with the
+        error `stream` would raise at the first element in document order that breaks one."""
+        count = cast(float, _COUNT(el))
+        steps = MAX_DEPTH + 1 - depth  # an element that many levels below is too deep
+        if count <= MAX_UNIT_ELEMENTS and (steps < 1 or not _below(steps)(el)):
+            return
+        unit = 0
+        pending = [(el, depth)]
+        while pending:
+            node, level = pending.pop()
+            unit += 1
+            if level > MAX_DEPTH or unit > MAX_UNIT_ELEMENTS:
+                self.too_large(node, level)
+            pending.extend((c, level + 1) for c in reversed(node) if isinstance(c.tag, str))
 
     @staticmethod
     def too_large(el: etree._Element, depth: int) -> NoReturn:

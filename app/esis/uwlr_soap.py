@@ -270,8 +270,10 @@ def _resolve_type(el: etree._Element, extra_ns: dict[str, str]) -> None:
 _TYPED = "descendant-or-self::*[@xsi:type]"
 
 
-def _to_edex(data: etree._Element) -> bytes:
-    """The EDEXml document (root `EDEX`, no namespace) inside a `leerlinggegevens` element."""
+def _to_edex(data: etree._Element) -> etree._Element:
+    """The EDEXml document (root `EDEX`, no namespace) inside a `leerlinggegevens` element,
+    as a tree: `read_edexml` walks it as it is (writing it out and parsing it again was a
+    fifth of reading an answer)."""
     parts = {name: [c for c in data if _local(c) == name] for name in EDEX_PARTS}
     extra_ns: dict[str, str] = {}
     for name in EDEX_PARTS:
@@ -296,7 +298,7 @@ def _to_edex(data: etree._Element) -> bytes:
     etree.cleanup_namespaces(
         edex, top_nsmap={"xsi": NS_XSI, **extra_ns}, keep_ns_prefixes=["xsi", *extra_ns]
     )
-    return etree.tostring(edex, encoding="utf-8", xml_declaration=True)
+    return edex
 
 
 def parse_answer(

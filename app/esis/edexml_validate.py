@@ -284,19 +284,22 @@ class _Run:
 
     def walk(self, root: etree._Element) -> None:
         """`stream` over a parsed tree: the same calls, in the document order the events
-        would come in. Only records and the parts around them are visited in Python; the
-        elements inside a record are counted and their depth checked by XPath, in C."""
+        would come in. Only records and the parts around them are visited in Python. The
+        limits are checked by XPath, in C: once for the document (a school's answer is far
+        from both), and unit by unit only where the document or a part is near one."""
         self.start_root(root)
+        deep = bool(_below(MAX_DEPTH)(root))  # an element below depth MAX_DEPTH, anywhere
         for top in list(root):
             if not isinstance(top.tag, str):
                 continue  # a comment or processing instruction (the parsers drop them)
             self.container = _Container(str(top.tag)) if top.tag in CONTAINERS else None
-            if self.container is None:
+            near = deep or cast(float, _COUNT(top)) > MAX_UNIT_ELEMENTS
+            if near and self.container is None:
                 self.check_size(top, 2)  # the whole element is one unit, as it streams
             for child in list(top):
                 if not isinstance(child.tag, str):
                     continue
-                if self.container is not None:
+                if near and self.container is not None:
                     self.check_size(child, 3)  # each record is a unit of its own
                 self.end_child(child)
             self.end_top(top)

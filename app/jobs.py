@@ -25,7 +25,7 @@ import procrastinate
 
 from app.config import Settings
 from app.coupling.health import backed_off, check_certificates
-from app.coupling.pulls import claim_all, due, finish, pull
+from app.coupling.pulls import claim_all, due, pull
 from app.coupling.receive import recover_interrupted
 from app.db import make_engine, make_sessionmaker
 from app.webhooks.delivery import deliver_pending
@@ -61,15 +61,15 @@ def make_app(settings: Settings) -> procrastinate.App:
         retry=procrastinate.RetryStrategy(max_attempts=3, exponential_wait=10),
     )
     def pull_school(school_id: str) -> str:
-        school = uuid.UUID(school_id)
         run = pull(
             sessions=sessions,
             settings=settings,
-            school_id=school,
+            school_id=uuid.UUID(school_id),
             actor="schedule",
             options=options(settings),
+            # The day's lease ends in the transaction of the pull's health note.
+            finish_on=dt.datetime.now(settings.tz).date(),
         )
-        finish(sessions=sessions, school_id=school, today=dt.datetime.now(settings.tz).date())
         return run.status
 
     def _due_and_claimed(now: dt.datetime) -> list[uuid.UUID]:

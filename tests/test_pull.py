@@ -341,3 +341,39 @@ def test_r3_the_tick_leases_its_schools_in_few_statements_and_each_school_once(
         thread.join(timeout=30)
     assert len(won) == 2
     assert sorted(map(str, won[0] + won[1])) == sorted(map(str, [ids[0], ids[1], ids[2], ids[4]]))
+
+
+def test_r3_a_scheduled_pull_ends_its_lease_whether_applied_or_failed(
+    client: TestClient,
+    db: sessionmaker[Session],
+    esis: FakeEsis,
+    kit: FakeEsisKit,
+    settings: Settings,
+) -> None:
+    """`pull(finish_on=...)`: the day's lease ends with the health note, applied or failed;
+    a pull without it (a manual one) leaves the schedule's columns alone."""
+    school = make_school(client, db)
+    _connect(client, school, esis, kit)
+    esis.script("12AB", "00", answer=soap_answer(_ready_fixture()))
+    _pull(client, school)
+    client.post(f"/api/v1/schools/{school.key}/esis/activation", headers=auth(school.admin))
+    [school_id] = [row["id"] for row in rows(db, "school", key=school.key)]
+
+    def schedule() -> tuple[Any, Any]:
+        [row] = rows(db, "esis_connection", school_id=school_id)
+        return row["last_pulled_on"], row["claimed_until"]
+
+    assert schedule() == (None, None)  # the manual pull above
+    options = PullOptions(limits=PushLimits(), attempts=1)
+    at = dt.datetime(2027, 3, 2, 17, 5, tzinfo=AMSTERDAM)
+    [applied] = run_due(sessions=db, settings=settings, options=options, now=at)
+    assert applied.status == "applied"
+    assert schedule() == (at.date(), None)
+    [health] = rows(db, "connection_health", school_id=school_id)
+    assert health["last_success_at"] is not None
+
+    esis.script("12AB", "00", mode="fault")
+    next_day = at + dt.timedelta(days=1)
+    [failed] = run_due(sessions=db, settings=settings, options=options, now=next_day)
+    assert failed.status == "failed"
+    assert schedule() == (next_day.date(), None)  # a failed fetch ends the day's pull too

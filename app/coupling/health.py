@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -96,12 +97,20 @@ def backed_off(
     return waiting
 
 
-def note_pull(*, sessions: sessionmaker[Session], settings: Settings, run: SyncRun) -> None:
-    """After a pull: an event when it puts the connection into quarantine or ends one."""
+def note_pull(
+    *,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    run: SyncRun,
+    also: Callable[[Session], None] | None = None,
+) -> None:
+    """After a pull: an event when it puts the connection into quarantine or ends one.
+
+    `also` is done in the same transaction: a worker ends the day's lease there
+    (`pulls.pull(finish_on=...)`), one transaction a pull less."""
     threshold = settings.pull_quarantine_failures
     with sessions() as session:
         begin_write(session)
-        connection_id = repo.connection_id(session=session, school_id=run.school_id)
         if run.status == RunStatus.FAILED.value:
             found = repo.failures_since_success(session, [run.school_id]).get(run.school_id)
             if found is not None and found[0] == threshold:
@@ -114,7 +123,7 @@ def note_pull(*, sessions: sessionmaker[Session], settings: Settings, run: SyncR
                     changes=[
                         Change(
                             "esis_connection",
-                            connection_id,
+                            repo.connection_id(session=session, school_id=run.school_id),
                             "quarantined",
                             {
                                 "consecutive_failures": found[0],
@@ -127,8 +136,7 @@ def note_pull(*, sessions: sessionmaker[Session], settings: Settings, run: SyncR
             found = repo.failures_since_success(session, [run.school_id], exclude_run=run.id).get(
                 run.school_id
             )
-            seen = repo.health_row_to_write(session=session, school_id=run.school_id)
-            seen.last_success_at = utcnow()
+            repo.note_success(session=session, school_id=run.school_id, at=utcnow())
             if found is not None and found[0] >= threshold:
                 emit(
                     session=session,
@@ -139,12 +147,14 @@ def note_pull(*, sessions: sessionmaker[Session], settings: Settings, run: SyncR
                     changes=[
                         Change(
                             "esis_connection",
-                            connection_id,
+                            repo.connection_id(session=session, school_id=run.school_id),
                             "quarantine-ended",
                             {"consecutive_failures": found[0]},
                         )
                     ],
                 )
+        if also is not None:
+            also(session)
         session.commit()
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func
+from sqlalchemy import CursorResult, Table, func, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -96,6 +96,17 @@ def health_row_to_write(*, session: Session, school_id: uuid.UUID) -> Connection
         seen = ConnectionHealth(school_id=school_id)
         session.add(seen)
     return seen
+
+
+def note_success(*, session: Session, school_id: uuid.UUID, at: dt.datetime) -> None:
+    """The school's last successful fetch: one UPDATE of its row, which is added when it has
+    none yet (a pull's note took a SELECT and an UPDATE)."""
+    table = cast(Table, ConnectionHealth.__table__)  # type: ignore[attr-defined]
+    result = session.execute(
+        update(table).where(table.c.school_id == school_id).values(last_success_at=at)
+    )
+    if cast(CursorResult[Any], result).rowcount == 0:
+        session.add(ConnectionHealth(school_id=school_id, last_success_at=at))
 
 
 def connection_id(*, session: Session, school_id: uuid.UUID) -> uuid.UUID | None:

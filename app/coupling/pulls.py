@@ -194,8 +194,21 @@ def pull(
     school_id: uuid.UUID,
     actor: str,
     options: PullOptions,
+    finish_on: dt.date | None = None,
 ) -> SyncRun:
-    """Fetch the school from ESIS now and merge it like a push; a failure is a failed run."""
+    """Fetch the school from ESIS now and merge it like a push; a failure is a failed run.
+
+    `finish_on`: the scheduler's day whose lease this pull holds; it ends (`finish`) in the
+    transaction of the health note, once the pull returns. A pull that raises leaves it."""
+
+    def note(run: SyncRun) -> None:
+        def end_lease(session: Session) -> None:
+            assert finish_on is not None
+            repository.finish_pull(session=session, school_id=school_id, today=finish_on)
+
+        also = None if finish_on is None else end_lease
+        health.note_pull(sessions=sessions, settings=settings, run=run, also=also)
+
     with sessions() as session:
         school = session.get_one(School, school_id)
         conn = _uwlr_connection(settings, get_connection(session=session, school_id=school_id))
@@ -227,7 +240,7 @@ def pull(
                 status=RunStatus.NO_CHANGES,
                 warnings=["ESIS answered geenwijzigingen: nothing changed since the last pull"],
             )
-            health.note_pull(sessions=sessions, settings=settings, run=run)
+            note(run)
             return run
         log.warning(
             "pull failed",
@@ -240,7 +253,7 @@ def pull(
                 run=run,
                 exc=EsisNoData(f"{exc} (nothing was changed)", kind=exc.kind, transient=False),
             )
-            health.note_pull(sessions=sessions, settings=settings, run=run)
+            note(run)
             return run
         error = EsisUnavailable(
             f"{exc} (nothing was changed)",
@@ -249,7 +262,7 @@ def pull(
             transient=exc.transient,
         )
         record_failure(sessions=sessions, run=run, exc=error)
-        health.note_pull(sessions=sessions, settings=settings, run=run)
+        note(run)
         return run
     received = receive_snapshot(
         sessions=sessions,
@@ -266,7 +279,7 @@ def pull(
         turns=options.gate,
     )
     with options.gate:
-        health.note_pull(sessions=sessions, settings=settings, run=received.run)
+        note(received.run)
     return received.run
 
 
@@ -343,12 +356,13 @@ def run_due(
                     school_id=school_id,
                     actor="schedule",
                     options=options,
+                    finish_on=today,  # the lease ends with the health note
                 )
             )
         except ClientError as exc:  # recorded on the run; the day's pull is done
             log.warning(
                 "scheduled pull refused", extra={"school_id": str(school_id), "status": exc.status}
             )
+            finish(sessions=sessions, school_id=school_id, today=today)
         # Anything else leaves the lease to run out, so that a worker tries again later.
-        finish(sessions=sessions, school_id=school_id, today=today)
     return runs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 import uuid
 import zoneinfo
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import text, update
+from sqlalchemy import event, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -24,6 +25,7 @@ from app.coupling import repository
 from app.coupling.models import EsisConnection
 from app.coupling.pulls import PullOptions, claim_all, due, pull, run_due
 from app.coupling.receive import PushLimits
+from app.esis.uwlr_soap import UwlrError
 from app.worker import options
 from fake_esis.pki import make_cert
 from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
@@ -377,3 +379,83 @@ def test_r3_a_scheduled_pull_ends_its_lease_whether_applied_or_failed(
     [failed] = run_due(sessions=db, settings=settings, options=options, now=next_day)
     assert failed.status == "failed"
     assert schedule() == (next_day.date(), None)  # a failed fetch ends the day's pull too
+
+
+def test_r3_a_lease_ending_with_a_quarantine_does_not_deadlock_with_a_put_of_the_connection(
+    client: TestClient,
+    db: sessionmaker[Session],
+    esis: FakeEsis,
+    kit: FakeEsisKit,
+    settings: Settings,
+    backend: str,
+) -> None:
+    """The health note locks the connection's row (the lease's end) before the school's (its
+    event), as a PUT of the connection does (its update, then its event). Found by review:
+    with the event first, a failed pull reaching the quarantine and a PUT at that moment
+    deadlocked on PostgreSQL. There the PUT is held after its update until the note waits for
+    that row; on SQLite the two run one after the other (one writer)."""
+    school = make_school(client, db)
+    assert _connect(client, school, esis, kit).status_code == 200
+    [school_id] = [row["id"] for row in rows(db, "school", key=school.key)]
+    once = settings.model_copy(update={"pull_quarantine_failures": 1})
+    bind = client.app.state.engine  # type: ignore[attr-defined]  # the PUT's, the API's
+    put_holds_row = threading.Event()
+
+    def hold(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        """After the PUT's UPDATE of the connection (the lease's end sets other columns):
+        wait until another transaction waits for a lock (the note, for that row), then go
+        on to the PUT's event."""
+        update = statement.lstrip().upper()
+        if not update.startswith("UPDATE ESIS_CONNECTION") or "LAST_PULLED_ON" in update:
+            return
+        put_holds_row.set()
+        deadline = time.monotonic() + 10
+        with db.kw["bind"].connect() as watcher:
+            while time.monotonic() < deadline:
+                waiting = watcher.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar_one()
+                if waiting:
+                    return
+                time.sleep(0.02)
+
+    answers: list[int] = []
+
+    def put() -> None:
+        answers.append(_connect(client, school, esis, kit).status_code)
+
+    def unreachable(**kwargs: Any) -> Any:
+        raise UwlrError("connect", transient=True, detail="ESIS cannot be reached")
+
+    options = PullOptions(limits=PushLimits(), attempts=1, fetcher=unreachable)
+    today = dt.date(2027, 3, 2)
+    if backend == "postgresql":
+        event.listen(bind, "after_cursor_execute", hold)
+    try:
+        putting = threading.Thread(target=put)
+        putting.start()
+        if backend == "postgresql":
+            assert put_holds_row.wait(10)
+        else:
+            putting.join(30)
+        run = pull(
+            sessions=db,
+            settings=once,
+            school_id=school_id,
+            actor="schedule",
+            options=options,
+            finish_on=today,
+        )
+        putting.join(30)
+    finally:
+        if backend == "postgresql":
+            event.remove(bind, "after_cursor_execute", hold)
+    assert answers == [200]
+    assert run.status == "failed"
+    [connection] = rows(db, "esis_connection", school_id=school_id)
+    assert (connection["last_pulled_on"], connection["claimed_until"]) == (today, None)
+    kinds = [e["kind"] for e in rows(db, "event") if e["entity"] == "esis_connection"]
+    assert "quarantined" in kinds and kinds.count("updated") == 2  # the two PUTs

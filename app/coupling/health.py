@@ -106,11 +106,15 @@ def note_pull(
 ) -> None:
     """After a pull: an event when it puts the connection into quarantine or ends one.
 
-    `also` is done in the same transaction: a worker ends the day's lease there
-    (`pulls.pull(finish_on=...)`), one transaction a pull less."""
+    `also` is done in the same transaction, first: a worker ends the day's lease there
+    (`pulls.pull(finish_on=...)`), one transaction a pull less. First, because it locks the
+    connection's row and an event locks the school's: a PUT of the connection takes the two
+    in that order too (its update, then its event), and the other order deadlocked with it."""
     threshold = settings.pull_quarantine_failures
     with sessions() as session:
         begin_write(session)
+        if also is not None:
+            also(session)
         if run.status == RunStatus.FAILED.value:
             found = repo.failures_since_success(session, [run.school_id]).get(run.school_id)
             if found is not None and found[0] == threshold:
@@ -153,8 +157,6 @@ def note_pull(
                         )
                     ],
                 )
-        if also is not None:
-            also(session)
         session.commit()
 
 

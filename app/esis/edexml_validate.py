@@ -121,7 +121,8 @@ def validate_edexml(
     EDEXml, which `uwlr_soap` has in a tree. It is walked (`_Run.walk`) with the same checks
     in the same order as the bytes would stream, without writing it out and parsing it
     again; the records are removed from it as they are read. Lines are the tree's own (for
-    an answer, the lines of the SOAP message as received and stored).
+    an answer, the lines of the SOAP message as ESIS sent it; the stored copy lacks the ECK-iDs,
+    and the line breaks before them).
     """
     run = _Run(visitor)
     try:

@@ -68,6 +68,7 @@ def normalise_school(school: etree._Element, requested: tuple[str, str] | None) 
     brin.text = requested[0]
     branch = etree.Element(tag("dependancecode"))
     branch.text = requested[1]
+    brin.sourceline = branch.sourceline = key.sourceline  # they stand for the schoolkey
     key.addprevious(brin)
     key.addprevious(branch)
 

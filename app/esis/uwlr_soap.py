@@ -292,6 +292,9 @@ def _to_edex(data: etree._Element) -> etree._Element:
     # Renamed first, then moved: an element without a namespace moves to the new document
     # without a namespace to look up again (a third of the time of this function, before).
     edex = etree.Element("EDEX", nsmap={"xsi": NS_XSI, **extra_ns})
+    # Made here, it has no line of its own: a problem of the document as a whole names the
+    # line of the `leerlinggegevens` it stands for.
+    edex.sourceline = data.sourceline
     for name in EDEX_PARTS:
         for part in parts[name]:
             edex.append(part)  # moves the element; no copy of a large answer

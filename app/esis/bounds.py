@@ -42,7 +42,8 @@ _WIDE = (
 )
 
 
-def check_json_values(body: bytes, max_records: int) -> None:
+def check_json_values(body: bytes, max_records: int) -> int:
+    """The body's JSON values, about (an upper bound); refused when too many."""
     values = body.count(b"{") + body.count(b"[") + body.count(b",")
     limit = VALUES_PER_RECORD * max_records + VALUES_SLACK
     if values > limit:
@@ -51,6 +52,7 @@ def check_json_values(body: bytes, max_records: int) -> None:
             f"{max_records} records can have ({limit}); nothing was read",
             errors=[{"field": "body", "message": "too many JSON values"}],
         )
+    return values
 
 
 def check_json_lists(raw: object, lists: tuple[str, ...], max_records: int) -> None:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from app.esis import parsing
 from app.esis.bounds import MAX_NESTED_ITEMS
 from app.esis.errors import FormatError
-from app.esis.parsing import WHOLE_BODY_VALUES, read_in_chunks, read_json
+from app.esis.parsing import WHOLE_BODY_BYTES, WHOLE_BODY_VALUES, read_in_chunks, read_json
+from app.esis.schemas import EsisSnapshot
 
 BASE: dict[str, Any] = {
     "school": {"brin": "12AB", "branch": "00", "school_year": "2026-2027"},
@@ -210,3 +213,33 @@ def test_property_any_edit_of_a_valid_body_reads_the_same_either_way(
     raw = _body(body)
     event("read whole" if parsing._whole(raw, 10_000) is not None else "read in chunks")
     _same(raw)
+
+
+def test_the_whole_pass_stops_at_the_first_refused_record_of_each_list() -> None:
+    """`fail_fast` on the record lists (found by review: each error keeps a copy of its
+    input, so a refused body of many bad records built tens of MB there)."""
+    bad = {
+        "school": BASE["school"],
+        "guardians": [{"zz": 1}] * 500,
+        "students": [{"key": str(n), "shoe_size": 1} for n in range(500)],
+    }
+    with pytest.raises(ValidationError) as caught:
+        EsisSnapshot.model_validate_json(_body(bad))
+    assert caught.value.error_count() <= 6  # one record of each list, not a thousand
+    _same(_body(bad))
+
+
+def test_a_refused_body_at_the_bounds_is_refused_quickly_and_the_same_way() -> None:
+    """The worst the whole pass meets within its bounds: one record with a long list of
+    refused items (a record's own lists do not stop early), about 40 MB for a moment."""
+    school = BASE["school"]
+    links = [{"zz": 1}] * ((WHOLE_BODY_VALUES - 100) // 2)
+    body = _body(
+        {"school": school, "guardians": [{"key": "V1", "last_name": "A", "students": links}]}
+    )
+    assert len(body) <= WHOLE_BODY_BYTES
+    assert body.count(b"{") + body.count(b"[") + body.count(b",") <= WHOLE_BODY_VALUES
+    started = time.monotonic()
+    refused = _same(body)
+    assert time.monotonic() - started < 2.0
+    assert refused[0] == "refused" and "more than 1000 items in one record" in refused[2]

@@ -48,11 +48,15 @@ _ITEMS: dict[str, TypeAdapter[Any]] = {
 }
 # A JSON escape of a UTF-16 surrogate: only in pairs does it make a character.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-# A body of at most this many JSON values (as `check_json_values` counts them; a school of
-# 1,000 students has about 38,000) is first validated whole, by pydantic's own JSON reader.
-# A refused one builds all its errors there, about 0.5 kB each: at this size at most ~25 MB
-# for a moment. Larger bodies go the chunked way only, which builds MAX_ERRORS.
-WHOLE_BODY_VALUES = 65_536
+# A body of at most this many bytes and JSON values (as `check_json_values` counts them; a
+# school of 1,000 students: 654 kB, about 38,000) is first validated whole, by pydantic's own
+# JSON reader. What a refused one costs there is bounded by both (found by review): each error
+# keeps its own copy of the input it is about, about 0.5 kB and up to the whole record; the
+# record lists stop at their first refused record (`fail_fast`), but a record's own lists do
+# not. Measured at the bounds: tests/test_json_whole.py. Larger bodies go the chunked way
+# only, which builds at most MAX_ERRORS errors.
+WHOLE_BODY_BYTES = 1_500_000
+WHOLE_BODY_VALUES = 48_000
 
 
 @dataclass(frozen=True)
@@ -99,11 +103,15 @@ def read_json(
     nesting (Python's recursion limit), the length of every list (before validation), and
     the errors kept (validation stops after MAX_ERRORS).
 
-    A body of at most WHOLE_BODY_VALUES values is first validated whole (`_whole`); only
+    A body within WHOLE_BODY_BYTES and WHOLE_BODY_VALUES is first validated whole (`_whole`); only
     when that refuses it is it read in chunks (`read_in_chunks`), which decides what is
     wrong. Both give the same snapshot for a body both accept (tests/test_json_whole.py)."""
     values = check_json_values(body, max_records)
-    if values <= WHOLE_BODY_VALUES and _SURROGATE_ESCAPE.search(body) is None:
+    if (
+        len(body) <= WHOLE_BODY_BYTES
+        and values <= WHOLE_BODY_VALUES
+        and _SURROGATE_ESCAPE.search(body) is None
+    ):
         whole = _whole(body, max_records)
         if whole is not None:
             return set_aside_dependents(whole, [])

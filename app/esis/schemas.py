@@ -308,10 +308,17 @@ class EsisSnapshot(_Strict):
         "ESIS, changed or removed for it (ESIS leads for what ESIS sends).",
         examples=[["groups", "students", "student_groups", "staff", "staff_groups"]],
     )
-    groups: list[SnapshotGroup] = Field(default_factory=list, max_length=MAX_ITEMS)
-    students: list[SnapshotStudent] = Field(default_factory=list, max_length=MAX_ITEMS)
-    guardians: list[SnapshotGuardian] = Field(default_factory=list, max_length=MAX_ITEMS)
-    staff: list[SnapshotStaff] = Field(default_factory=list, max_length=MAX_ITEMS)
+    # `fail_fast`: a list stops at its first refused record. The record lists of a JSON body
+    # are validated by `parsing` one by one, where it has no effect; it bounds the errors of a
+    # body that `parsing._whole` validates whole (its records would each add theirs).
+    groups: list[SnapshotGroup] = Field(default_factory=list, max_length=MAX_ITEMS, fail_fast=True)
+    students: list[SnapshotStudent] = Field(
+        default_factory=list, max_length=MAX_ITEMS, fail_fast=True
+    )
+    guardians: list[SnapshotGuardian] = Field(
+        default_factory=list, max_length=MAX_ITEMS, fail_fast=True
+    )
+    staff: list[SnapshotStaff] = Field(default_factory=list, max_length=MAX_ITEMS, fail_fast=True)
 
     @model_validator(mode="after")
     def _carries_what_it_holds(self) -> EsisSnapshot:

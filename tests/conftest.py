@@ -32,6 +32,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker, metadata
 from app.main import create_app
 from app.migrations import upgrade
+from fake_esis.server import FakeEsis, FakeEsisKit
 
 pytest_plugins = ["tests.merge_helpers"]  # the fake-ESIS pull fixtures
 
@@ -189,3 +190,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"database {backend}: {counts['passed']} passed, {counts['failed']} failed, "
             f"{counts['skipped']} skipped, {counts['error']} errors"
         )
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
+    """The fake ESIS's PKI (CA, server and client certificates), made once per test module."""
+    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
+    """The fake ESIS on loopback (HTTPS, client certificates), for one test."""
+    with kit.serve() as server:
+        yield server

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,17 +22,6 @@ from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import rows
 from tests.snapshots import school_snapshot
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _snap(students: int = 4) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from app.db import metadata
 from app.esis import uwlr
 from app.main import create_app
 from app.sync.models import Snapshot, SyncRun
-from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit, soap_answer
+from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsisKit, soap_answer
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import activate, push, rows
 from tests.snapshots import changed, school_snapshot
@@ -245,11 +245,6 @@ def test_what_we_accept_the_official_library_verifies_too(
 
 
 # --- 8: pulls into the operator's network ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

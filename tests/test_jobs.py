@@ -33,11 +33,6 @@ def pg() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
 def _env(url: str, key: str) -> dict[str, str]:
     return {
         **os.environ,

@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 import zoneinfo
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,6 @@ from tests.merge_helpers import rows
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "edexml" / "guardians-2.1.xml"
 AMSTERDAM = zoneinfo.ZoneInfo("Europe/Amsterdam")
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _ready_fixture() -> bytes:

@@ -11,7 +11,6 @@ import decimal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,17 +29,6 @@ from app.sync.models import SyncRun
 from fake_esis.server import DEFAULT_AUTORISATIE, FakeEsis, FakeEsisKit
 from tests.factories import SchoolKeys, auth, make_school
 from tests.merge_helpers import rows
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _connect(client: TestClient, school: SchoolKeys, esis: FakeEsis, kit: FakeEsisKit) -> None:

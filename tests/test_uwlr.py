@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +61,6 @@ class Sleeps(list[float]):
 
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 @pytest.fixture

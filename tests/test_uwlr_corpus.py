@@ -4,11 +4,9 @@ ESIS, through the HTTP API, on both databases: the outcome the coupling gives it
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,17 +17,6 @@ from tests.merge_helpers import activate, one, rows
 from tests.snapshots import Snapshot
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "uwlr-corpus"
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> FakeEsisKit:
-    return FakeEsis.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def esis(kit: FakeEsisKit) -> Iterator[FakeEsis]:
-    with kit.serve() as server:
-        yield server
 
 
 def _answer(name: str) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, delete, func, inspect, select
+from sqlalchemy import Engine, MetaData, delete, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -108,3 +108,91 @@ def test_the_migration_keeps_the_links_down_and_up(engine: Engine) -> None:
         conn.commit()
     assert _school_keys(engine) == dict.fromkeys(LINKS, False)
     assert _links(engine) == 1
+
+
+# Before the first migration that rebuilds the group and person tables on SQLite (the
+# `contacts` source: a changed CHECK constraint is a batch rebuild there).
+BEFORE_REBUILDS = "b7e1c0a2f3d4"
+
+
+def test_an_upgrade_across_the_table_rebuilds_keeps_every_link(engine: Engine) -> None:
+    """A school's groups, persons and links written at an old revision are all there after
+    the upgrade to head. On SQLite a batch migration rebuilds a table by dropping the old
+    one; with foreign keys enforced that deleted every link of a rebuilt group or person
+    table (ON DELETE CASCADE): an upgrade lost every student's groups and guardians. The
+    migrations now run with the keys off, check them before the commit, and turn them on."""
+    config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, BEFORE_REBUILDS)
+        conn.commit()
+    old = MetaData()
+    old.reflect(engine)
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    ids = {name: uuid.uuid4().hex for name in ("school", "student", "guardian", "group", "staff")}
+    record = {"school_id": ids["school"], "source": "esis", "local_edits": {}, "version": 1}
+    stamps = {"created_at": now, "updated_at": now}
+    link = {"school_id": ids["school"], "source": "esis", "local_edits": {}, **stamps}
+    rows = {
+        "school": {
+            "id": ids["school"],
+            "key": "12AB00",
+            "brin": "12AB",
+            "branch": "00",
+            "name": "De Regenboog",
+            "coupling": "active",
+            "update_policy": "ignore",
+            "daily_sync_time": dt.time(17),
+            "removal_guard_share": 0.5,
+            "event_seq": 0,
+            **stamps,
+        },
+        "student": {**record, **stamps, "id": ids["student"], "esis_key": "S1"},
+        "guardian": {**record, **stamps, "id": ids["guardian"], "esis_key": "V1"},
+        "school_group": {
+            **record,
+            **stamps,
+            "id": ids["group"],
+            "esis_key": "G1",
+            "is_composite": False,
+        },
+        "staff": {
+            **record,
+            **stamps,
+            "id": ids["staff"],
+            "esis_key": "LK1",
+            "roles": [],
+            "active": True,
+        },
+        "student_group": {
+            **link,
+            "id": uuid.uuid4().hex,
+            "student_id": ids["student"],
+            "group_id": ids["group"],
+        },
+        "student_guardian": {
+            **link,
+            "id": uuid.uuid4().hex,
+            "student_id": ids["student"],
+            "guardian_id": ids["guardian"],
+        },
+        "staff_group": {
+            **link,
+            "id": uuid.uuid4().hex,
+            "staff_id": ids["staff"],
+            "group_id": ids["group"],
+        },
+    }
+    with engine.begin() as conn:
+        for name, values in rows.items():
+            conn.execute(insert(old.tables[name]).values(values))
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        conn.commit()
+        counts = {
+            name: conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() for name in rows
+        }
+        if engine.dialect.name == "sqlite":  # enforced again on the migrating connection
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    assert counts == dict.fromkeys(rows, 1)

@@ -34,19 +34,51 @@ def _configure(connection: Connection) -> None:
     )
 
 
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
+def _migrate(connection: Connection) -> None:
+    """The migrations in one transaction. On SQLite with foreign keys off while they run: a
+    batch migration rebuilds a table (a new one, the rows copied, the old one dropped, the
+    new one renamed), and dropping a group or person table with foreign keys enforced
+    deletes its links (ON DELETE CASCADE): an upgrade across such a migration lost every
+    student's groups and guardians. The keys are checked before the commit, and enforced
+    again after it (SQLite ignores the pragma inside a transaction, hence outside it)."""
+    sqlite = connection.dialect.name == "sqlite" and not connection.in_transaction()
+    if sqlite:
+        _pragma(connection, "foreign_keys=OFF")
+    try:
         _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(
+                        f"the migration left {len(broken)} rows whose foreign key refers "
+                        f"to nothing (first in table {broken[0][0]}); nothing was changed"
+                    )
+    finally:
+        if sqlite:
+            if connection.in_transaction():
+                connection.commit()
+            _pragma(connection, "foreign_keys=ON")
+
+
+def _pragma(connection: Connection, setting: str) -> None:
+    """On the driver's connection, outside a transaction: SQLAlchemy's would begin one
+    (app.db emits BEGIN itself), and inside one SQLite ignores this pragma."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA {setting}")
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _migrate(connection)
         return
     url = config.attributes.get("url") or get_settings().database_url
     engine = make_engine(url)
     with engine.connect() as conn:
-        _configure(conn)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(conn)
     engine.dispose()
 
 

@@ -67,3 +67,9 @@ class RecordProvenance(LinkProvenance):
     tombstoned_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Incremented by every write; the API's ETag.
     version: int = Field(default=1)
+    # Written by the merge only: a digest of the values ESIS sent and of `version`, set when
+    # after the merge the record equals those values in every field ESIS sends (else NULL).
+    # A later snapshot with the same values, at the same version, settles the record with
+    # one comparison without its fields being read (sync/digests.py). Every other write of
+    # a field ESIS sends bumps `version`, which is what makes the digest stale.
+    esis_digest: str | None = Field(default=None, max_length=32)

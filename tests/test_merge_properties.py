@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -17,13 +18,15 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, example, given, settings
-from sqlalchemy import update
+from sqlalchemy import Engine, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.esis.parsing import parse_json
 from app.schools.models import UpdatePolicy
 from app.sync import repository
-from app.sync.service import plan_merge
+from app.sync.digests import digest
+from app.sync.merge import state_for_merge
+from app.sync.service import incoming_records, plan_merge
 from tests.property_helpers import (
     ENTITY_TABLES,
     LINK_TABLES,
@@ -419,17 +422,25 @@ def _check_drift_is_current(runner: Runner, *, group: bool) -> None:
 # school as the steps left it (local edits included), with the short-cut and without it.
 
 
-def _next_plan(runner: Runner, *, shortcut: bool) -> Json:
+def _next_plan(runner: Runner, *, shortcut: bool, digests: bool = False) -> Json:
     """The plan of the World's next snapshot against the school as it is now, normalised:
-    the ids the plan makes up are numbered in the order it made them."""
+    the ids the plan makes up are numbered in the order it made them. With `digests`, the
+    state is read as the daily merge reads it (`merge.state_for_merge`): the persons whose
+    digest settles them narrow, without their fields."""
     body = runner.world.snapshot(
         brin=runner.brin, generated_at=dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)
     )
+    snapshot = parse_json(json.dumps(body).encode())
+    incoming = incoming_records(snapshot)
     with runner.db() as session:
-        state = repository.load_state(session=session, school_id=runner.school_id)
+        if digests:
+            state = state_for_merge(session, runner.school_id, incoming, activation=False)
+        else:
+            state = repository.load_state(session=session, school_id=runner.school_id)
     plan = plan_merge(
         state=state,
-        snapshot=parse_json(json.dumps(body).encode()),
+        snapshot=snapshot,
+        incoming=incoming,
         policy=UpdatePolicy.IGNORE,
         activation=False,
         run_id=uuid.UUID(int=1),
@@ -475,8 +486,11 @@ def _next_plan(runner: Runner, *, shortcut: bool) -> Json:
 
 
 def _check_shortcut_changes_nothing(runner: Runner) -> Json:
+    """The plan is the same with the short-cut, without it, and with the records settled by
+    their digest read narrow."""
     planned = _next_plan(runner, shortcut=True)
     assert planned == _next_plan(runner, shortcut=False)
+    assert planned == _next_plan(runner, shortcut=True, digests=True)
     return planned
 
 
@@ -574,3 +588,182 @@ def test_r5_shortcut_esis_changed_but_ours_agrees_closes_the_drift(
     rows = {row["esis_key"]: row for row in runner.rows("guardian")}
     assert rows["V900"]["esis_values"]["email"] == "info@school.nl"
     assert rows["V900"]["email"] == "info@school.nl"
+
+
+# --- the digest (issue 18) -------------------------------------------------------------------
+#
+# A person whose stored digest is the digest of what ESIS sends now, at its version, with no
+# missing mark, deletion, tombstone or drift, is settled without its fields being read
+# (sync/digests.py). `_check_shortcut_changes_nothing` plans each step that way too.
+
+
+def _unsettled(runner: Runner, entity: str) -> set[str]:
+    """Keys of `entity` the daily merge would read whole for the World's next snapshot."""
+    body = runner.world.snapshot(
+        brin=runner.brin, generated_at=dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)
+    )
+    incoming = incoming_records(parse_json(json.dumps(body).encode()))
+    with runner.db() as session:
+        state = state_for_merge(session, runner.school_id, incoming, activation=False)
+    current = {"student": state.students, "guardian": state.guardians, "staff": state.staff}
+    entity_state = current[entity]
+    return {
+        row["esis_key"]
+        for row in entity_state.rows.values()
+        if row["id"] not in entity_state.settled
+    }
+
+
+def _check_digests_current(runner: Runner) -> None:
+    """Every live, listed person agreeing with ESIS has the digest of its values and version."""
+    for entity in ("student", "guardian", "staff"):
+        for row in runner.rows(ENTITY_TABLES[entity]):
+            assert row["esis_digest"] == digest(row["id"], row["esis_values"], row["version"]), row[
+                "esis_key"
+            ]
+
+
+def test_r5_r6_digest_equal_but_local_state_changed_takes_the_full_path(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """ESIS sends what it sent last time, so each stored digest is still the digest of what
+    ESIS sends; but the record changed here: a field edited locally (its version moved on), a
+    missing mark, a local deletion, a tombstone. None is settled by its digest; each comes out
+    as the full rules say."""
+    runner = Runner.activated(client, db, _two_classes())
+    _check_digests_current(runner)
+    assert _unsettled(runner, "guardian") == _unsettled(runner, "student") == set()
+    before = {row["esis_key"]: row["esis_digest"] for row in runner.rows("guardian")}
+    runner.local_edit(LocalEdit("guardian", "email", 0, "info@school.nl"))  # V900
+    now = dt.datetime.now(dt.UTC)
+    _set(runner, "guardian", "V901", missing_in_esis_since=now)
+    _set(runner, "student", "S901", deleted_at=now, deleted_by="key:test")
+    _set(runner, "staff", "LK90", tombstoned_at=now)
+    after = {row["esis_key"]: row["esis_digest"] for row in runner.rows("guardian")}
+    assert after == before  # the digests are what they were: equal to ESIS's
+    assert _unsettled(runner, "guardian") == {"V900", "V901"}
+    assert _unsettled(runner, "student") == {"S901"}
+    assert _unsettled(runner, "staff") == {"LK90"}
+
+    plan = _check_shortcut_changes_nothing(runner)
+    assert plan["counts"]["guardian"]["drift_opened"] == 1
+    assert plan["counts"]["guardian"]["reappeared"] == 1
+    assert plan["counts"]["student"]["suppressed"] == 1
+    assert plan["counts"]["staff"]["suppressed"] == 1
+    run = runner.push()
+    assert run["counts"]["guardian"]["drift_opened"] == 1, run["counts"]
+    rows = {row["esis_key"]: row for row in runner.rows("guardian")}
+    assert rows["V900"]["email"] == "info@school.nl"  # the local edit stays (R5)
+    assert rows["V900"]["esis_digest"] is None  # ours differs from ESIS: no claim
+    v901 = rows["V901"]
+    assert v901["esis_digest"] == digest(v901["id"], v901["esis_values"], v901["version"])
+    assert _unsettled(runner, "guardian") == {"V900"}  # the drift keeps it on the full path
+    _check_shortcut_changes_nothing(runner)
+
+
+def test_r5_digest_differs_but_the_record_agrees_is_settled_by_its_fields(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """The reverse: the record agrees with ESIS in every field, but its digest does not say
+    so (none yet, as after the upgrade that added it; one of another version; a wrong one).
+    It is read whole, settled by `agrees`, and given the right digest; nothing else changes,
+    and the next merge settles it by its digest."""
+    runner = Runner.activated(client, db, _two_classes())
+    _set(runner, "guardian", "V900", esis_digest=None)
+    guardian = {row["esis_key"]: row for row in runner.rows("guardian")}["V901"]
+    _set(runner, "guardian", "V901", esis_digest=digest(guardian["id"], guardian["esis_values"], 7))
+    _set(runner, "student", "S900", esis_digest="0" * 32)
+    assert _unsettled(runner, "guardian") == {"V900", "V901"}
+    assert _unsettled(runner, "student") == {"S900"}
+
+    plan = _check_shortcut_changes_nothing(runner)
+    assert plan["counts"]["guardian"]["unchanged"] == 2
+    assert plan["counts"]["guardian"]["updated"] == plan["counts"]["student"]["updated"] == 0
+    updates = plan["tables"]["guardian"]["updates"] + plan["tables"]["student"]["updates"]
+    assert sorted(set(u) - {"school_id", "id"} for u in updates) == [{"esis_digest"}] * 3
+    run = runner.push()
+    assert run["counts"]["guardian"]["updated"] == 0, run["counts"]
+    _check_digests_current(runner)
+    assert _unsettled(runner, "guardian") == _unsettled(runner, "student") == set()
+    assert _check_shortcut_changes_nothing(runner)["tables"] == {}
+
+
+def test_r5_a_field_changed_without_a_version_bump_clears_the_digest(
+    client: TestClient, db: sessionmaker[Session]
+) -> None:
+    """A write that changes a field ESIS sends but not `version` (an operator's UPDATE by
+    hand) would leave a digest that no longer tells the truth: a trigger clears it, so the
+    next merge compares the record field by field and keeps the change as drift (R5).
+    What leaves the claim true keeps it: a write that bumps the version (the digest of the
+    new version differs anyway), one that sets the digest itself (the merge), one of a
+    column ESIS does not send."""
+    runner = Runner.activated(client, db, _two_classes())
+    rows = {row["esis_key"]: row for row in runner.rows("guardian")}
+    assert rows["V900"]["esis_digest"] is not None
+    _set(runner, "guardian", "V900", email="hand@school.nl")  # version left as it was
+    _set(runner, "guardian", "V901", email="api@school.nl", version=rows["V901"]["version"] + 1)
+    _set(runner, "student", "S900", local_edits={"email": {"by": "key:test", "at": "now"}})
+    _set(runner, "student", "S901", last_name="Bakker", esis_digest="1" * 32)
+    _set(runner, "school_group", "G1", name="Groep 4a")
+    _set(runner, "staff", "LK90", roles=["teacher", "ib"])
+    after = {row["esis_key"]: row for row in runner.rows("guardian")}
+    assert after["V900"]["esis_digest"] is None
+    assert after["V901"]["esis_digest"] == rows["V901"]["esis_digest"]
+    students = {row["esis_key"]: row for row in runner.rows("student")}
+    assert students["S900"]["esis_digest"] is not None
+    assert students["S901"]["esis_digest"] == "1" * 32
+    groups = {row["esis_key"]: row for row in runner.rows("school_group")}
+    assert groups["G1"]["esis_digest"] is None
+    assert groups["G2"]["esis_digest"] is not None
+    (teacher,) = runner.rows("staff")
+    assert teacher["esis_digest"] is None  # a JSON field (roles) too
+    assert _unsettled(runner, "guardian") == {"V900", "V901"}
+    plan = _check_shortcut_changes_nothing(runner)
+    assert plan["counts"]["guardian"]["drift_opened"] == 2  # neither change is undone
+    run = runner.push()
+    assert run["counts"]["guardian"]["drift_opened"] == 2, run["counts"]
+    kept = {row["esis_key"]: row["email"] for row in runner.rows("guardian")}
+    assert kept == {"V900": "hand@school.nl", "V901": "api@school.nl"}
+    # The values ESIS sent, changed by hand: the digest goes, and the next merge writes
+    # them back as ESIS sends them.
+    (student,) = [row for row in runner.rows("student") if row["esis_key"] == "S900"]
+    assert student["esis_digest"] is not None
+    _set(runner, "student", "S900", esis_values={**student["esis_values"], "email": "x@y.nl"})
+    (student,) = [row for row in runner.rows("student") if row["esis_key"] == "S900"]
+    assert student["esis_digest"] is None
+    plan = _check_shortcut_changes_nothing(runner)
+    (written,) = [u for u in plan["tables"]["student"]["updates"] if u["id"] == str(student["id"])]
+    assert written["esis_values"]["email"] != "x@y.nl"
+
+
+def test_the_digest_triggers_watch_every_field_esis_sends(engine: Engine) -> None:
+    """The database migrated to head has a trigger on each table of groups and persons that
+    watches every field of the merge's spec and the values ESIS sent: a field added to a spec
+    needs a migration that watches it too, and a SQLite batch rebuild of one of these tables
+    (which drops its triggers) one that creates them again (app/migrations/digest_triggers.py)."""
+    found: dict[str, str]
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            found = dict(
+                conn.execute(
+                    text(
+                        "SELECT c.relname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+                        "JOIN pg_class c ON c.oid = t.tgrelid "
+                        "WHERE t.tgname LIKE '%_esis_digest_stale' AND NOT t.tgisinternal"
+                    )
+                ).all()
+            )
+        else:
+            found = dict(
+                conn.execute(
+                    text(
+                        "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger' "
+                        "AND name LIKE '%_esis_digest_stale'"
+                    )
+                ).all()
+            )
+    assert set(found) == {spec.table for spec in SPECS.values()}
+    for spec in SPECS.values():
+        definition = found[spec.table].replace('"', "")
+        for name in (*spec.fields, "esis_values"):
+            assert re.search(rf"\bnew\.{name}\b", definition, re.IGNORECASE), (spec, name)

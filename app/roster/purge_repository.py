@@ -38,7 +38,13 @@ def tombstone(
     session.execute(
         update(t)
         .where(t.c.id.in_(ids))
-        .values(**dict.fromkeys(fields), esis_values=None, local_edits={}, tombstoned_at=now)
+        .values(
+            **dict.fromkeys(fields),
+            esis_values=None,
+            esis_digest=None,
+            local_edits={},
+            tombstoned_at=now,
+        )
     )
 
 

@@ -14,8 +14,12 @@ from app.esis.parsing import Parsed
 from app.events.service import emit
 from app.schools.models import School, UpdatePolicy
 from app.sync import key_changes, repository
+from app.sync.digests import settle
 from app.sync.guard import GuardShares, Held, check
-from app.sync.service import plan_merge
+from app.sync.plan import EntityState, State
+from app.sync.records import drifting_records
+from app.sync.rules import GUARDIAN, STAFF, STUDENT
+from app.sync.service import Incoming, incoming_records, plan_merge
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ def merge_into(
     With `guard`, a plan that changes too much (app/sync/guard.py) is not written: the
     result says why it is held, with the counts it would have had."""
     now = utcnow()
-    state = repository.load_state(session=session, school_id=school.id)
+    incoming = incoming_records(parsed.snapshot)
+    state = state_for_merge(session, school.id, incoming, activation=activation)
     plan = plan_merge(
         state=state,
         snapshot=parsed.snapshot,
@@ -50,6 +55,7 @@ def merge_into(
         now=now,
         key_changes=True,
         keep=keep_map(parsed.kept),  # records with an unusable value: left as they are
+        incoming=incoming,
     )
     if guard is not None and not activation:
         held = check(plan=plan, state=state, scope=parsed.snapshot.scope, shares=guard)
@@ -70,3 +76,29 @@ def merge_into(
         sync_run_id=run_id,
     )
     return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
+
+
+def state_for_merge(
+    session: Session, school_id: uuid.UUID, incoming: Incoming, *, activation: bool
+) -> State:
+    """The school's state, its persons that are unchanged read narrow (sync/digests.py):
+    their digest says they agree with what ESIS sends, and the merge reads nothing else of
+    them; the others are read whole. Groups are few and read whole (group moves read them).
+    The activation matches records by their fields: it reads every record whole."""
+    if activation:
+        return repository.load_state(session=session, school_id=school_id)
+    persons = (
+        (STUDENT, "students"),
+        (GUARDIAN, "guardians"),
+        (STAFF, "staff"),
+    )
+    state = repository.load_state(
+        session=session, school_id=school_id, narrow=frozenset(s.table for s, _ in persons)
+    )
+    wanted: dict[str, EntityState] = {}
+    for spec, attribute in persons:
+        entity: EntityState = getattr(state, attribute)
+        entity.settled = settle(entity, incoming[spec.name], drifting_records(state, spec))
+        wanted[spec.table] = entity
+    repository.fill(session=session, school_id=school_id, wanted=wanted)
+    return state

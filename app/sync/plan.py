@@ -38,6 +38,9 @@ class EntityState:
 
     rows: dict[uuid.UUID, Row] = field(default_factory=dict)
     by_key: dict[str, Row] = field(default_factory=dict)
+    # Records settled by their digest (sync/digests.py): loaded narrow, without the fields
+    # ESIS sends or the values it sent; the merge's short-cut takes them as they are.
+    settled: set[uuid.UUID] = field(default_factory=set)
 
     def add(self, row: Row) -> None:
         self.rows[row["id"]] = row

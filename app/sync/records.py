@@ -15,6 +15,7 @@ from typing import Any
 from app.db import new_id
 from app.events.service import Change
 from app.provenance import Source
+from app.sync.digests import digest
 from app.sync.drift_plan import close_drift, open_drift
 from app.sync.key_pairs import PERSONS, matched_by, pair
 from app.sync.matching import activation_matches
@@ -103,6 +104,7 @@ def merge_records(
     drifting = drifting_records(state, spec) if shortcut else None
     unchanged = 0
     by_key = current.by_key
+    settled = current.settled
     for key, values in incoming_by_key.items():
         row = by_key.get(key) or matches.get(key)
         if proposed and key in proposed:
@@ -116,16 +118,17 @@ def merge_records(
             and row["tombstoned_at"] is None
             and (not drifting or row["id"] not in drifting)
             and (not matches or key not in matches)
-            and agrees(row, values)
+            and (row["id"] in settled or agrees(row, values))
         ):
             # The short-cut: ours already is what ESIS sends, and nothing local is pending
             # (no drift on the record, not missing, not deleted, not being matched). The full
-            # path would only close drift that is not there and count it unchanged.
+            # path would only close drift that is not there and count it unchanged. A record
+            # settled by its digest stores these values and this digest already.
             merged.ids[key] = row["id"]
-            if (row["esis_values"] or {}) != values:
-                table.updates.append(
-                    {"school_id": ctx.school_id, "id": row["id"], "esis_values": values}
-                )
+            if row["id"] not in settled:
+                update = _provenance(row, values, digest(row["id"], values, row["version"]))
+                if update:
+                    table.updates.append({"school_id": ctx.school_id, "id": row["id"], **update})
             unchanged += 1
             continue
         if row is None:
@@ -139,6 +142,7 @@ def merge_records(
                 "esis_key": key,
                 **values,
                 "esis_values": values,
+                "esis_digest": digest(record_id, values, 1),
                 "local_edits": {},
                 "created_at": ctx.now,
                 "updated_at": ctx.now,
@@ -208,6 +212,18 @@ def drifting_records(state: State, spec: EntitySpec) -> set[uuid.UUID]:
         for (entity, record_id, name) in state.drift
         if entity == spec.name and name in spec.fields
     }
+
+
+def _provenance(row: Row, values: Row, after: str | None) -> Row:
+    """What of the record's provenance columns changes: the values ESIS sent (now these)
+    and the digest (`after`: of these values at the version the merge leaves, when the
+    record agrees with them; else None)."""
+    update: Row = {}
+    if (row["esis_values"] or {}) != values:
+        update["esis_values"] = values
+    if row["esis_digest"] != after:
+        update["esis_digest"] = after
+    return update
 
 
 def agrees(row: Row, values: Row) -> bool:
@@ -301,6 +317,7 @@ def merge_existing(
         plan.count(spec.name, "reappeared")
         plan.changes.append(Change(spec.name, row["id"], "reappeared-in-esis"))
     edits = row["local_edits"] or {}
+    differs = False  # a field of ours stays other than ESIS's value (drift)
     for name, esis_value in values.items():
         ours = jsonable(row[name])
         if ours == esis_value:
@@ -312,12 +329,14 @@ def merge_existing(
             changes[name] = {"before": ours, "after": esis_value}
             close_drift(plan, state, spec.name, row["id"], name, "applied")
         else:
+            differs = True
             open_drift(plan, ctx, state, spec.name, row["id"], name, ours, esis_value)
-    if (row["esis_values"] or {}) != values:
-        update["esis_values"] = values
+    version = row["version"] + 1 if changes else row["version"]
+    after = None if differs else digest(row["id"], values, version)
+    update.update(_provenance(row, values, after))
     if changes:
         update["updated_at"] = ctx.now
-        update["version"] = row["version"] + 1
+        update["version"] = version
         plan.count(spec.name, "updated")
         plan.changes.append(Change(spec.name, row["id"], "updated", changes))
     elif not matched:

@@ -18,7 +18,7 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from app.bulk import bulk_delete, bulk_insert, bulk_update, chunks
+from app.bulk import BATCH, bulk_delete, bulk_insert, bulk_update, chunks
 from app.db import UTCDateTime
 from app.roster.models import (
     Group,
@@ -59,18 +59,49 @@ def table(name: str) -> Table:
 UNREAD = frozenset({"school_id", "created_at", "updated_at", "deleted_by"})
 
 
+# What the merge reads of a record settled by its digest (sync/digests.py): enough for
+# its id, whether it lives, the R6 pass and the group-move check (`local_edits`).
+NARROW = frozenset(
+    {
+        "id",
+        "esis_key",
+        "source",
+        "version",
+        "esis_digest",
+        "missing_in_esis_since",
+        "deleted_at",
+        "tombstoned_at",
+        "local_edits",
+    }
+)
+
+
+def _skip_narrow(name: str) -> frozenset[str]:
+    return frozenset(c.name for c in TABLES[name].c if c.name not in NARROW)
+
+
 def _tables(
-    session: Session, school_id: uuid.UUID, wanted: Sequence[tuple[str, frozenset[str]]]
+    session: Session,
+    school_id: uuid.UUID,
+    wanted: Sequence[tuple[str, frozenset[str]]],
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> list[list[Row]]:
-    """The school's rows of each table in `wanted` (name, columns not read), in that order."""
+    """The school's rows of each table in `wanted` (name, columns not read), in that order;
+    with `ids`, only the rows of those ids."""
     if session.get_bind().dialect.name == "postgresql":
-        return _pg_tables(session, school_id, wanted)
-    return [_rows(session, name, school_id, skip) for name, skip in wanted]
+        return _pg_tables(session, school_id, wanted, ids)
+    return [_rows(session, name, school_id, skip, ids) for name, skip in wanted]
 
 
 def _rows(
-    session: Session, name: str, school_id: uuid.UUID, skip: frozenset[str] = frozenset()
+    session: Session,
+    name: str,
+    school_id: uuid.UUID,
+    skip: frozenset[str] = frozenset(),
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> list[Row]:
+    if ids is not None and len(ids) > BATCH:  # SQLite: a bound parameter per id
+        return [row for part in chunks(ids) for row in _rows(session, name, school_id, skip, part)]
     t = TABLES[name]
     # JSON columns come as their text and are decoded with orjson: the driver's stdlib
     # decoding of esis_values and local_edits was a third of loading the state. The values
@@ -81,7 +112,10 @@ def _rows(
         for c in t.c
         if c.name not in skip
     ]
-    result = session.execute(select_columns(*columns).where(t.c.school_id == school_id))
+    query = select_columns(*columns).where(t.c.school_id == school_id)
+    if ids is not None:
+        query = query.where(t.c.id.in_(ids))
+    result = session.execute(query)
     # All rows at once (one fetchall, not a fetchone per row) and plain dicts by zip: the
     # state of a school is a few thousand rows, read on every merge.
     keys = tuple(result.keys())
@@ -90,7 +124,10 @@ def _rows(
 
 
 def _pg_tables(
-    session: Session, school_id: uuid.UUID, wanted: Sequence[tuple[str, frozenset[str]]]
+    session: Session,
+    school_id: uuid.UUID,
+    wanted: Sequence[tuple[str, frozenset[str]]],
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> list[list[Row]]:
     """The same rows on PostgreSQL, through the driver's cursor in the session's transaction:
     psycopg already gives UUIDs, dates, numbers and aware datetimes, so SQLAlchemy's result
@@ -110,6 +147,8 @@ def _pg_tables(
         decoded = [names.index(n) for n in json_columns]
         listed = ", ".join(f'"{n}"::text' if n in json_columns else f'"{n}"' for n in names)
         sql = f'SELECT {listed} FROM "{t.name}" WHERE school_id = %s'  # noqa: S608 (our names)
+        if ids is not None:
+            sql += " AND id = ANY(%s)"
         queries.append((names, moments, decoded, sql))
     raw = session.connection().connection.driver_connection
     assert raw is not None
@@ -121,7 +160,7 @@ def _pg_tables(
         together = raw.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
         with together:
             for cursor, (_names, _moments, _decoded, sql) in zip(cursors, queries, strict=True):
-                cursor.execute(sql, (school_id,))
+                cursor.execute(sql, (school_id,) if ids is None else (school_id, list(ids)))
         fetched = [cursor.fetchall() for cursor in cursors]
     finally:
         for cursor in cursors:
@@ -179,12 +218,16 @@ def _json(text: str) -> object:
 
 
 @gc_paused
-def load_state(*, session: Session, school_id: uuid.UUID) -> State:
+def load_state(
+    *, session: Session, school_id: uuid.UUID, narrow: frozenset[str] = frozenset()
+) -> State:
+    """The school's state for a merge. The record tables in `narrow` are read with only the
+    columns a record settled by its digest needs (NARROW); `fill` reads the others whole."""
     groups, students, guardians, staff, in_groups, of_students, staff_in, drift, keys = _tables(
         session,
         school_id,
         [
-            *((name, UNREAD) for name in RECORDS),
+            *((name, _skip_narrow(name) if name in narrow else UNREAD) for name in RECORDS),
             *((name, UNREAD) for name in LINKS),
             ("drift_item", frozenset()),
             ("key_change", frozenset()),
@@ -215,6 +258,22 @@ def load_state(*, session: Session, school_id: uuid.UUID) -> State:
             (row["entity"], row["record_id"], row["new_key"]): row["status"] for row in keys
         },
     )
+
+
+@gc_paused
+def fill(*, session: Session, school_id: uuid.UUID, wanted: dict[str, EntityState]) -> None:
+    """Reads whole, in place, the rows of each (table, state) in `wanted` that are not
+    settled: those `load_state(narrow=...)` read narrow and the merge reads in full."""
+    ids = [i for entity in wanted.values() for i in entity.rows if i not in entity.settled]
+    if not ids:
+        return
+    # One query per table, all in one round trip on PostgreSQL, each given all the ids: a
+    # table finds its own (and an id of another table's record, were it the same, would
+    # only read a row of this one whole once more).
+    loaded = _tables(session, school_id, [(name, UNREAD) for name in wanted], ids)
+    for entity, rows in zip(wanted.values(), loaded, strict=True):
+        for row in rows:
+            entity.add(row)
 
 
 # Parents before children on insert, children before parents on delete.

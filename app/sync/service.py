@@ -53,7 +53,9 @@ __all__ = [
     "STAFF",
     "STUDENT",
     "EntitySpec",
+    "Incoming",
     "Mode",
+    "incoming_records",
     "plan_merge",
     "should_apply",
 ]
@@ -73,6 +75,7 @@ def plan_merge(
     keep: Mapping[str, frozenset[str]] | None = None,
     key_changes: bool = False,
     shortcut: bool = True,
+    incoming: Incoming | None = None,
 ) -> Plan:
     """Decide every insert, update, drift item and event that `snapshot` causes.
 
@@ -92,8 +95,12 @@ def plan_merge(
     lists every record (or link) of a kind we have, the pass looking for absent ones (key
     changes, R6's missing marks) is not made; the plan is the same either way
     (tests/test_merge_properties.py compares both).
+
+    `incoming`: the snapshot's records as `incoming_records` makes them, when the caller
+    has them already (`merge.merge_into` settles records by their digest with them).
     """
     scope = snapshot.scope if scope is None else scope
+    incoming = incoming_records(snapshot) if incoming is None else incoming
     keep = keep or {}
     ctx = Context(state.school_id, policy, activation, run_id, now, source, key_changes)
     plan = Plan(
@@ -101,10 +108,9 @@ def plan_merge(
         run_id=run_id,  # drift items seen again are stamped with it (repository.write_plan)
         report={"matched": [], "created": [], "unmatched": []} if activation else None,
     )
-    year = snapshot.school.school_year
 
     def records(
-        kind: Kind, spec: EntitySpec, current: EntityState, incoming: Iterable[tuple[str, Row]]
+        kind: Kind, spec: EntitySpec, current: EntityState, listed: Iterable[tuple[str, Row]]
     ) -> Merged:
         if kind not in scope:
             return known(current)
@@ -114,35 +120,15 @@ def plan_merge(
             spec,
             current,
             state,
-            incoming,
+            listed,
             keep=keep.get(spec.name, frozenset()),
             shortcut=shortcut,
         )
 
-    groups = records(
-        Kind.GROUPS,
-        GROUP,
-        state.groups,
-        ((g.key, group_values(g, year)) for g in snapshot.groups),
-    )
-    students = records(
-        Kind.STUDENTS,
-        STUDENT,
-        state.students,
-        ((s.key, values_of(s, STUDENT)) for s in snapshot.students),
-    )
-    guardians = records(
-        Kind.GUARDIANS,
-        GUARDIAN,
-        state.guardians,
-        ((g.key, values_of(g, GUARDIAN)) for g in snapshot.guardians),
-    )
-    staff = records(
-        Kind.STAFF,
-        STAFF,
-        state.staff,
-        ((s.key, values_of(s, STAFF)) for s in snapshot.staff),
-    )
+    groups = records(Kind.GROUPS, GROUP, state.groups, incoming[GROUP.name])
+    students = records(Kind.STUDENTS, STUDENT, state.students, incoming[STUDENT.name])
+    guardians = records(Kind.GUARDIANS, GUARDIAN, state.guardians, incoming[GUARDIAN.name])
+    staff = records(Kind.STAFF, STAFF, state.staff, incoming[STAFF.name])
     # A key proposed as a key change is kept too: its record's links wait for the decision.
     kept_students = keep.get("student", frozenset()) | students.proposed
     kept_guardians = keep.get("guardian", frozenset()) | guardians.proposed
@@ -195,6 +181,21 @@ def plan_merge(
             shortcut=shortcut,
         )
     return plan
+
+
+# Per entity (its spec's name): (key, values) of each record the snapshot sends.
+Incoming = dict[str, list[tuple[str, Row]]]
+
+
+def incoming_records(snapshot: EsisSnapshot) -> Incoming:
+    """The values ESIS sends for each record, as the merge compares them (`rules.jsonable`)."""
+    year = snapshot.school.school_year
+    return {
+        GROUP.name: [(g.key, group_values(g, year)) for g in snapshot.groups],
+        STUDENT.name: [(s.key, values_of(s, STUDENT)) for s in snapshot.students],
+        GUARDIAN.name: [(g.key, values_of(g, GUARDIAN)) for g in snapshot.guardians],
+        STAFF.name: [(s.key, values_of(s, STAFF)) for s in snapshot.staff],
+    }
 
 
 def _ids(merged: Merged, keys: frozenset[str]) -> set[uuid.UUID]:

@@ -5,6 +5,8 @@ records visited in the same order, the same problems with the same lines, the sa
 `validate_edexml` walks a tree instead of writing it out and parsing it again (issue 18, the
 pull scale); these tests hold the two ways equal, on the official samples, the corpus of real
 answers, and the invalid and hostile documents of tests/test_edexml_validation.py that parse.
+A pushed body of up to `WHOLE_MAX_BYTES` is parsed whole and walked too (issue 18, the XML
+push), and must give what it gives streamed (`whole_max_bytes=0`), whether it parses or not.
 
 One difference lies in the stream, not the walk (found by review): text after a record whose
 end tag falls at the end of the parser's 32 kB read chunk is not parsed yet when the record
@@ -25,7 +27,13 @@ from lxml import etree
 
 from app.esis import uwlr_soap
 from app.esis.edexml import read_edexml
-from app.esis.edexml_validate import MAX_DEPTH, MAX_UNIT_ELEMENTS, Problem, validate_edexml
+from app.esis.edexml_validate import (
+    MAX_DEPTH,
+    MAX_UNIT_ELEMENTS,
+    WHOLE_MAX_BYTES,
+    Problem,
+    validate_edexml,
+)
 from app.esis.errors import FormatError
 from app.esis.uwlr_normalise import normalise_records, normalise_school
 from app.esis.uwlr_soap import UwlrError, parse_answer
@@ -120,18 +128,19 @@ class Recorder:
         return []
 
 
-def _validated(document: bytes | etree._Element) -> tuple[Any, ...]:
+def _validated(document: bytes | etree._Element, whole_max_bytes: int = 0) -> tuple[Any, ...]:
+    """`whole_max_bytes`: bytes stream unless asked otherwise, the way this file compares."""
     recorder = Recorder()
     try:
-        warnings = validate_edexml(document, visitor=recorder)
+        warnings = validate_edexml(document, visitor=recorder, whole_max_bytes=whole_max_bytes)
     except FormatError as exc:
         return ("refused", exc.status, exc.detail, exc.extra, recorder.seen)
     return ("valid", warnings, recorder.seen)
 
 
-def _read(document: bytes | etree._Element) -> tuple[Any, ...]:
+def _read(document: bytes | etree._Element, whole_max_bytes: int = 0) -> tuple[Any, ...]:
     try:
-        read = read_edexml(document, today=TODAY)
+        read = read_edexml(document, today=TODAY, whole_max_bytes=whole_max_bytes)
     except FormatError as exc:
         return ("refused", exc.status, exc.detail, exc.extra)
     return ("read", read.snapshot, read.warnings, read.kept)
@@ -178,6 +187,38 @@ def test_a_tree_reads_as_its_bytes(name: str) -> None:
     tree = _tree(body)
     assert tree is not None
     assert _read(tree) == _read(body)
+
+
+@pytest.mark.parametrize("name", list(DOCUMENTS))
+def test_a_body_parsed_whole_validates_as_it_streams(name: str) -> None:
+    """What a push gets (the whole parse, for a body this small) against the stream; the
+    documents that do not parse too (the DOCTYPEs, the broken ones): they stream. A hostile
+    body larger than the bound is parsed whole here all the same."""
+    body = DOCUMENTS[name]
+    whole = max(len(body), WHOLE_MAX_BYTES)
+    assert _validated(body, whole) == _validated(body)
+    assert _read(body, whole) == _read(body)
+
+
+def test_a_body_larger_than_the_whole_parse_streams() -> None:
+    """Above the bound nothing is parsed whole: the stream holds the records of a read chunk
+    at most, those handed on are gone (the whole parse has every record)."""
+    body = students(2000)
+    kept: list[int] = []
+
+    class Counting(Recorder):
+        def item(self, kind: str, element: etree._Element, where: str) -> list[Problem]:
+            parent = element.getparent()
+            if kind == "leerling" and parent is not None:
+                kept.append(len(parent))
+            return super().item(kind, element, where)
+
+    validate_edexml(body, visitor=Counting(), whole_max_bytes=len(body) - 1)
+    streamed = list(kept)
+    kept.clear()
+    validate_edexml(body, visitor=Counting(), whole_max_bytes=len(body))
+    assert max(streamed) < 1000  # a chunk holds about 500 of these small records
+    assert kept[0] == 2000  # the whole tree: every leerling is there when the first is read
 
 
 def test_the_walk_removes_read_records_from_the_tree_but_the_first() -> None:

@@ -6,12 +6,12 @@ and line numbers, and may quote a bad date or code; they never quote names, e-ma
 or national ids, which are not even read.
 
 The document is parsed safely and validated against the shipped XSDs by
-`app.esis.edexml_validate.validate_edexml`, which streams: this reader is its visitor and maps
-each record once it is valid, before it is dropped from memory. A document with any problem
-is refused as a whole, with every problem found (up to 50), but for a record with a value
-that cannot be used, which is set aside (`leniency.py`). The pieces the models are built
-with (a record's values and their lines, the value conversions, the compaction of a large
-read, the warnings) are `edexml_nodes.py`.
+`app.esis.edexml_validate.validate_edexml`, which streams it (or walks its tree): this reader
+is its visitor and maps each record once it is valid, before it is dropped from memory. A
+document with any problem is refused as a whole, with every problem found (up to 50), but
+for a record with a value that cannot be used, which is set aside (`leniency.py`). The
+pieces the models are built with (a record's values and their lines, the value conversions,
+the compaction of a large read, the warnings) are `edexml_nodes.py`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from app.esis.edexml_nodes import (
     tag_of,
     text_of,
 )
-from app.esis.edexml_validate import Problem, unprocessable, validate_edexml
+from app.esis.edexml_validate import WHOLE_MAX_BYTES, Problem, unprocessable, validate_edexml
 from app.esis.leniency import KeptRecord, set_aside_dependents
 from app.esis.schemas import (
     ALL_KINDS,
@@ -386,15 +386,21 @@ class _Reader:
         self.staff.append(node.build(SnapshotStaff, self.compact))
 
 
-def read_edexml(body: bytes | etree._Element, *, today: dt.date | None = None) -> EdexmlRead:
+def read_edexml(
+    body: bytes | etree._Element,
+    *,
+    today: dt.date | None = None,
+    whole_max_bytes: int = WHOLE_MAX_BYTES,
+) -> EdexmlRead:
     """Maps an EDEXml document onto a snapshot; raises FormatError on a bad document.
 
-    The document is validated first (`validate_edexml`, streaming): each record is mapped
-    once it is valid. `today` (default: today in the Netherlands) decides whether an
-    `uitstroomdatum` is past.
+    The document is validated first (`validate_edexml`: streaming, or walking its tree when
+    it is small enough to parse whole): each record is mapped once it is valid. `today`
+    (default: today in the Netherlands) decides whether an `uitstroomdatum` is past.
+    `whole_max_bytes`: see `validate_edexml`.
     """
     reader = _Reader(today or dt.datetime.now(AMSTERDAM).date())
-    warnings = validate_edexml(body, visitor=reader)
+    warnings = validate_edexml(body, visitor=reader, whole_max_bytes=whole_max_bytes)
     snapshot, kept = set_aside_dependents(reader.snapshot(), reader.kept)
     return EdexmlRead(
         snapshot=snapshot,

@@ -27,8 +27,9 @@ How, in one pass with `lxml.etree.iterparse`:
 * The schema is chosen by `school/xsdversie`: 2.0 when it says 2.0, else 2.1.
 * A body of at most WHOLE_MAX_BYTES is parsed whole and its tree walked (`_Run.walk`) with
   the same checks, in the same order, as it would stream: libxml2 builds a tree faster than
-  it hands out events, and the walk visits only records and the parts around them. A body
-  that does not parse that way streams, which names the syntax error as it always has.
+  it hands out events, and the walk visits only records and the parts around them (`_whole`
+  says which bodies, and why the others stream: a wide encoding, dense markup, a syntax
+  error, which streaming names at its line as it always has).
 """
 
 from __future__ import annotations
@@ -93,10 +94,16 @@ MAX_ERRORS = 50
 MAX_UNIT_ELEMENTS = 10_000
 # Distinct skipped block types reported one by one; more are summed up in one warning.
 MAX_SKIPPED_TYPES = 20
-# Bodies up to this size are parsed whole (see the module's docstring): a tree is about 8
-# times its body (11 MB for a 1,000-student school's 1.4 MB), less as the walk removes the
-# records it has read. Larger bodies stream, in the memory of one record.
+# Bodies up to this size are parsed whole (see the module's docstring): a tree is about 4
+# times its body (6 MB for a 1,000-student school's 1.4 MB, whitespace between elements
+# dropped), less as the walk removes the records it has read. Larger bodies stream, in the
+# memory of one record.
 WHOLE_MAX_BYTES = 4 * 1024 * 1024
+# And only bodies with at most this many `<` and `=` (elements, attributes, namespace
+# declarations: what the tree's nodes are made of): an EDEXml file has one per 20 bytes,
+# 66,000 for that school, and a tree of 4 MB of `<a/>` would be 175 MB. This bounds the tree
+# at about 40 MB, whatever the body.
+WHOLE_MAX_MARKUP = 250_000
 
 _TYPE_NAME = re.compile(r"[^\w.\-]")
 
@@ -180,12 +187,25 @@ def _check_prolog(body: bytes) -> None:
 
 
 def _whole(body: bytes, max_bytes: int) -> etree._Element | None:
-    """The document parsed whole, or None when it is larger than `max_bytes` or does not
-    parse (streaming then names the syntax error at its line, as it always has)."""
-    if len(body) > max_bytes:
+    """The document parsed whole, or None for a body that streams: one larger than
+    `max_bytes` or with more markup than WHOLE_MAX_MARKUP (the memory of its tree), one in
+    UTF-16 or UTF-32 (lxml reads a UTF-32 byte order mark that the stream's parser takes
+    for UTF-16: the two would disagree), one that does not parse (streaming names the
+    syntax error at its line, as it always has).
+
+    Whitespace between elements is not kept in the tree (nothing reads it: the schema
+    ignores it in element content, the walk strips every text it looks at), which halves
+    the tree, unless the body holds a comment, CDATA section or processing instruction:
+    whitespace before one of those can be dropped from a value (libxml2's rule for blank
+    text), so such a body keeps all of it, as the stream does."""
+    if len(body) > max_bytes or is_wide(body) or b"\x00" in body[:4]:
+        return None  # (a zero byte in the first four: UTF-32 big-endian's byte order mark)
+    if body.count(b"<") + body.count(b"=") > WHOLE_MAX_MARKUP:
         return None
+    start = 3 if body.startswith(b"\xef\xbb\xbf") else 0
+    plain = b"<!" not in body and body.find(b"<?", start + 1) < 0
     try:
-        return etree.fromstring(body, safe_parser())
+        return etree.fromstring(body, safe_parser(remove_blank_text=plain))
     except etree.XMLSyntaxError:
         return None
 

@@ -67,10 +67,12 @@ _DECLARATION = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\
 _SYNTAX_POSITION = re.compile(r"(, line \d+, column \d+|\s*Bytes:.*)$")
 
 
-def safe_parser() -> etree.XMLParser:
-    """An XMLParser with PARSER_OPTIONS, for a document parsed as a whole."""
+def safe_parser(*, remove_blank_text: bool = False) -> etree.XMLParser:
+    """An XMLParser with PARSER_OPTIONS, for a document parsed as a whole; optionally
+    without the whitespace-only text between elements (libxml2's rule for blank text)."""
     options = PARSER_OPTIONS
     return etree.XMLParser(
+        remove_blank_text=remove_blank_text,
         resolve_entities=options["resolve_entities"],
         no_network=options["no_network"],
         load_dtd=options["load_dtd"],

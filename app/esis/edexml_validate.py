@@ -94,16 +94,18 @@ MAX_ERRORS = 50
 MAX_UNIT_ELEMENTS = 10_000
 # Distinct skipped block types reported one by one; more are summed up in one warning.
 MAX_SKIPPED_TYPES = 20
-# Bodies up to this size are parsed whole (see the module's docstring): a tree is about 4
-# times its body (6 MB for a 1,000-student school's 1.4 MB, whitespace between elements
-# dropped), less as the walk removes the records it has read. Larger bodies stream, in the
-# memory of one record.
-WHOLE_MAX_BYTES = 4 * 1024 * 1024
+# Bodies up to this size are parsed whole (see the module's docstring): a school of up to
+# about 750 students, most schools. A tree is about 4 times its body (whitespace between
+# elements dropped): at most about 4 MB, and it outlives the read as the process's heap
+# (libxml2's memory is not Python's). Larger bodies stream, in the memory of one record: a
+# 1,000-student school's 1.4 MB would cost 6 MB more at the server's peak (issue 18, where
+# the bound of 150 MB is measured) for a read 10 to 25 ms shorter.
+WHOLE_MAX_BYTES = 1024 * 1024
 # And only bodies with at most this many `<` and `=` (elements, attributes, namespace
-# declarations: what the tree's nodes are made of): an EDEXml file has one per 20 bytes,
-# 66,000 for that school, and a tree of 4 MB of `<a/>` would be 175 MB. This bounds the tree
-# at about 40 MB, whatever the body.
-WHOLE_MAX_MARKUP = 250_000
+# declarations: what the tree's nodes are made of): an EDEXml file has about one per 20
+# bytes (50,000 in 1 MB), while 1 MB of `<a/>` would be a tree of 45 MB. This bounds the
+# tree at about 20 MB, whatever the body.
+WHOLE_MAX_MARKUP = 100_000
 
 _TYPE_NAME = re.compile(r"[^\w.\-]")
 

@@ -182,7 +182,9 @@ def test_a_utf_32_body_with_a_bom_gives_what_it_gives_streamed(body: bytes) -> N
 
 # A difference the stream makes, documented in tests/test_edexml_tree.py: text after a record
 # whose end tag ends the parser's 32 kB read chunk is reported as text of its container.
-@pytest.mark.xfail(strict=True, reason="the stream's chunk edge (tests/test_edexml_tree.py)")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="the stream's chunk edge (tests/test_edexml_tree.py)"
+)
 def test_text_after_a_record_at_the_end_of_a_read_chunk() -> None:
     base = students(1500)
     for pad in range(100):
@@ -266,7 +268,8 @@ print(grown * 1024 / len(body), grown / 1024)
 # in the memory of one record (0.03 s). Parsed whole, libxml2 first built all 1.7 million
 # nodes (175 MB, 42 times the body, 0.26 s), then check_size made a Python proxy for each of
 # the record's 840,000 children (110 MB, 0.7 s more) before the same refusal: 45 to 73 times
-# the body. A body with more markup than WHOLE_MAX_MARKUP now streams.
+# the body. A body with more markup than WHOLE_MAX_MARKUP now streams: so does this one
+# (1 MiB, about 210,000 `<` and `=`), however large `whole_max_bytes`.
 @pytest.mark.parametrize("whole_max_bytes", [0, WHOLE_MAX_BYTES], ids=["streamed", "whole"])
 def test_a_hostile_body_costs_little_memory(whole_max_bytes: int) -> None:
     run = subprocess.run(
@@ -295,4 +298,7 @@ def test_the_densest_body_parsed_whole_stays_within_its_bound() -> None:
         timeout=60,
         check=True,
     )
-    assert float(run.stdout.split()[1]) <= 30  # MB, the tree and the walk's count of it
+    # MB, the tree and the walk's count of it: 16 measured alone, up to 35 in a full run of
+    # the suite (the kernel's count of a process's pages moves with the machine's state); the
+    # body parsed whole before the bound, 4 MB of it: 175 MB and more.
+    assert float(run.stdout.split()[1]) <= 64

@@ -68,6 +68,7 @@ from app.esis.edexml_schemas import (
 from app.esis.xml import (
     ENCODINGS,
     WIDE_ENCODINGS,
+    blanks_droppable,
     declared_encoding,
     doctype_line,
     has_doctype,
@@ -95,11 +96,12 @@ MAX_UNIT_ELEMENTS = 10_000
 # Distinct skipped block types reported one by one; more are summed up in one warning.
 MAX_SKIPPED_TYPES = 20
 # Bodies up to this size are parsed whole (see the module's docstring): a school of up to
-# about 750 students, most schools. A tree is about 4 times its body (whitespace between
-# elements dropped): at most about 4 MB, and it outlives the read as the process's heap
-# (libxml2's memory is not Python's). Larger bodies stream, in the memory of one record: a
-# 1,000-student school's 1.4 MB would cost 6 MB more at the server's peak (issue 18, where
-# the bound of 150 MB is measured) for a read 10 to 25 ms shorter.
+# about 730 students, most schools. A tree is about 4 times its body when whitespace between
+# elements is dropped (at most about 4 MB), 7 times when it is kept (`blanks_droppable`),
+# and it outlives the read as the process's heap (libxml2's memory is not Python's). Larger
+# bodies stream, in the memory of one record: a 1,000-student school's 1.4 MB (a 6 MB tree)
+# raised the server's peak by 5 MB (issue 18, where the bound of 150 MB is measured) for a
+# read 10 to 25 ms shorter.
 WHOLE_MAX_BYTES = 1024 * 1024
 # And only bodies with at most this many `<` and `=` (elements, attributes, namespace
 # declarations: what the tree's nodes are made of): an EDEXml file has about one per 20
@@ -197,17 +199,15 @@ def _whole(body: bytes, max_bytes: int) -> etree._Element | None:
 
     Whitespace between elements is not kept in the tree (nothing reads it: the schema
     ignores it in element content, the walk strips every text it looks at), which halves
-    the tree, unless the body holds a comment, CDATA section or processing instruction:
-    whitespace before one of those can be dropped from a value (libxml2's rule for blank
-    text), so such a body keeps all of it, as the stream does."""
+    the tree, unless libxml2's rule for blank text could take blanks off a value too
+    (`blanks_droppable`: a comment, CDATA or a processing instruction in the root, or a
+    blank before a carriage return): such a body keeps all of it, as the stream does."""
     if len(body) > max_bytes or is_wide(body) or b"\x00" in body[:4]:
         return None  # (a zero byte in the first four: UTF-32 big-endian's byte order mark)
     if body.count(b"<") + body.count(b"=") > WHOLE_MAX_MARKUP:
         return None
-    start = 3 if body.startswith(b"\xef\xbb\xbf") else 0
-    plain = b"<!" not in body and body.find(b"<?", start + 1) < 0
     try:
-        return etree.fromstring(body, safe_parser(remove_blank_text=plain))
+        return etree.fromstring(body, safe_parser(remove_blank_text=blanks_droppable(body)))
     except etree.XMLSyntaxError:
         return None
 

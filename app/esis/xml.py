@@ -22,6 +22,7 @@ __all__ = [
     "ENCODINGS",
     "PARSER_OPTIONS",
     "WIDE_ENCODINGS",
+    "blanks_droppable",
     "declared_encoding",
     "doctype_line",
     "has_doctype",
@@ -85,6 +86,26 @@ def safe_parser(*, remove_blank_text: bool = False) -> etree.XMLParser:
 def schema_parser() -> etree.XMLParser:
     """A parser for the shipped XSDs: as safe, but keeping their comments (documentation)."""
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+# Blank text that libxml2 drops (its rule for XML_PARSE_NOBLANKS) before a carriage return.
+_BLANK_BEFORE_CR = re.compile(rb"[ \t\n]\r")
+
+
+def blanks_droppable(body: bytes) -> bool:
+    """Whether parsing `body` with `remove_blank_text` drops only whitespace between elements,
+    never from a value: libxml2 drops a run of blanks that a `<` or a carriage return
+    follows, unless the element's text started before it or its end tag follows at once.
+    So a value can lose its leading blanks before a comment, CDATA section or processing
+    instruction (`<!`, `<?`: after the root's start tag; before it they are no value's) or
+    before a carriage return. A UTF-8 (or one-byte) body."""
+    first = _FIRST_ELEMENT.search(body)
+    start = first.start() if first else len(body)
+    return (
+        body.find(b"<!", start) < 0
+        and body.find(b"<?", start) < 0
+        and _BLANK_BEFORE_CR.search(body, start) is None
+    )
 
 
 def safe_iterparse(body: bytes, events: tuple[str, ...]) -> Iterator[tuple[str, Any]]:

@@ -202,8 +202,8 @@ def _whole(body: bytes, max_bytes: int) -> etree._Element | None:
     the tree, unless libxml2's rule for blank text could take blanks off a value too
     (`blanks_droppable`: a comment, CDATA or a processing instruction in the root, or a
     blank before a carriage return): such a body keeps all of it, as the stream does."""
-    if len(body) > max_bytes or is_wide(body) or b"\x00" in body[:4]:
-        return None  # (a zero byte in the first four: UTF-32 big-endian's byte order mark)
+    if len(body) > max_bytes or is_wide(body):
+        return None
     if body.count(b"<") + body.count(b"=") > WHOLE_MAX_MARKUP:
         return None
     try:

@@ -127,13 +127,10 @@ def has_doctype(root: etree._Element) -> bool:
 
 
 def is_wide(body: bytes) -> bool:
-    """UTF-16 or UTF-32 by byte order mark or by the zero bytes around `<`."""
-    return body[:2] in (b"\xff\xfe", b"\xfe\xff") or body[:4] in (
-        b"<\x00?\x00",
-        b"\x00<\x00?",
-        b"<\x00\x00\x00",
-        b"\x00\x00\x00<",
-    )
+    """UTF-16 or UTF-32 by byte order mark (UTF-32LE's starts as UTF-16LE's) or by a zero
+    byte in the first four: around the `<` of the first character, or in UTF-32BE's byte
+    order mark. No UTF-8 or one-byte document starts with one."""
+    return body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:4]
 
 
 def declared_encoding(body: bytes) -> str | None:

@@ -281,6 +281,7 @@ class FakeEsis:
             raise ValueError(f"autorisatie needs exactly {sorted(DEFAULT_AUTORISATIE)}")
         self.requests: list[RecordedRequest] = []
         self.handshake_failures: list[str] = []
+        self._handshake_failure = threading.Event()
         self._scripts: dict[tuple[str, str], _Script] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -406,6 +407,17 @@ class FakeEsis:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         with self._lock:
             self.handshake_failures.append(str(reason))
+        self._handshake_failure.set()
+
+    def wait_for_handshake_failure(self, timeout: float = 5.0) -> list[str]:
+        """The refused handshakes, once there is one (or none after `timeout` seconds).
+
+        The client can see the refusal before this side's thread has noted it: the
+        server sends its alert from inside `do_handshake`, then records the failure.
+        """
+        self._handshake_failure.wait(timeout)
+        with self._lock:
+            return list(self.handshake_failures)
 
     @contextlib.contextmanager
     def _track(self, sock: ssl.SSLSocket) -> Iterator[None]:

@@ -229,7 +229,7 @@ def test_client_certificate_from_another_ca_is_a_tls_error_without_retry(
     error = run(kit.connection(esis, identity=identity), sleeps)
     assert (error.kind, error.transient, error.attempts) == ("tls", False, 1)
     assert esis.requests == []  # the server never saw a request
-    assert esis.handshake_failures
+    assert esis.wait_for_handshake_failure()
     assert sleeps == []
 
 

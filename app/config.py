@@ -87,7 +87,12 @@ class Settings(BaseSettings):
         description="How often a worker looks for schools whose daily sync time has passed.",
     )
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(
-        default=4, description="Jobs one worker process runs at once (PostgreSQL)."
+        # A pull mostly waits for ESIS (about 200 ms an answer) and takes its CPU in turns
+        # with the worker's other pulls (PullOptions.gate), so more jobs at once overlap more
+        # waits without more CPU per pull: 4 left a worker idle between answers (bench/README.md,
+        # "Issue 18: ninth round").
+        default=8,
+        description="Jobs one worker process runs at once (PostgreSQL).",
     )
     job_stalled_seconds: Annotated[int, Field(ge=2, le=3600)] = Field(
         default=30,

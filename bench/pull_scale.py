@@ -64,6 +64,7 @@ from bench.server import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CONCURRENCY = 8  # app.config.Settings.worker_concurrency's default (a test compares)
 TARGET_SCHOOLS = 6000
 TARGET_MINUTES = 4.0  # issue 18: 6,000 schools of 250 students, 2 workers (issue 7 had 15)
 POLL_S = 0.25
@@ -806,8 +807,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=4,
-        help="ESIS_SYNC_WORKER_CONCURRENCY (default 4, the service's default)",
+        default=DEFAULT_CONCURRENCY,
+        help=f"ESIS_SYNC_WORKER_CONCURRENCY (default {DEFAULT_CONCURRENCY}, the service's default)",
     )
     parser.add_argument(
         "--interval", type=int, default=5, help="ESIS_SYNC_SCHEDULER_INTERVAL_SECONDS (default 5)"

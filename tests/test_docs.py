@@ -52,3 +52,12 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "make test" in quick_start
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_worker_concurrency_default_is_the_same_in_the_docs_and_the_pull_benchmark() -> None:
+    from bench.pull_scale import DEFAULT_CONCURRENCY
+
+    default = Settings.model_fields["worker_concurrency"].default
+    assert default == DEFAULT_CONCURRENCY
+    text = (ROOT / "docs" / "settings.md").read_text()
+    assert f"| `ESIS_SYNC_WORKER_CONCURRENCY` | `{default}` |" in text

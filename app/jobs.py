@@ -34,6 +34,11 @@ log = logging.getLogger("esis_sync.jobs")
 
 QUEUE = "esis-sync"
 DEFER_BATCH = 500  # pull jobs deferred by one statement
+# After a tick queues this many pulls, the job table's statistics are refreshed at once: the
+# planner's, from before them, took the queue for nearly empty and made every fetch of a job
+# check each queued job (450 ms a fetch with 6,000 queued; 0.4 ms analysed). Autovacuum would
+# analyse the table too, but only after its next round (up to a minute), and again each day.
+ANALYZE_AFTER = 200
 
 
 def conninfo(settings: Settings) -> str:
@@ -47,8 +52,9 @@ def cron(seconds: int) -> str:
     return f"*/{max(1, seconds // 60)} * * * *"
 
 
-def make_app(settings: Settings) -> procrastinate.App:
-    """A procrastinate app whose tasks pull with `settings` (one per worker process)."""
+def make_app(settings: Settings, *, analyze_after: int = ANALYZE_AFTER) -> procrastinate.App:
+    """A procrastinate app whose tasks pull with `settings` (one per worker process).
+    `analyze_after`: see ANALYZE_AFTER."""
     from app.worker import options
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings)))
@@ -92,6 +98,8 @@ def make_app(settings: Settings) -> procrastinate.App:
         schools = await asyncio.to_thread(_due_and_claimed, now)
         for start in range(0, len(schools), DEFER_BATCH):
             await defer_pulls(app, schools[start : start + DEFER_BATCH])
+        if len(schools) >= analyze_after:
+            await analyze_queue(app)
         if schools:
             log.info("daily pulls queued", extra={"pulls": len(schools)})
         return len(schools)
@@ -140,6 +148,13 @@ async def defer_pulls(app: procrastinate.App, schools: list[uuid.UUID]) -> None:
         for school in schools:
             with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
                 await app.job_manager.defer_job_async(_pull_job(app, school))
+
+
+async def analyze_queue(app: procrastinate.App) -> None:
+    """Fresh planner statistics of the job table (a few ms: it holds the open jobs and the
+    finished ones procrastinate keeps). A role that does not own the table gets PostgreSQL's
+    warning, not an error: the fetch is then as fast as autovacuum's statistics make it."""
+    await app.connector.execute_query_async("ANALYZE procrastinate_jobs")
 
 
 async def retry_stalled_jobs(app: procrastinate.App, *, seconds: float) -> int:

@@ -817,8 +817,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=300.0, help="most seconds per worker count (default 300)"
     )
     args = parser.parse_args(argv)
-    if not 1 <= args.schools <= 5000:
-        parser.error("--schools must be between 1 and 5000")
+    if not 1 <= args.schools <= 10_000:
+        parser.error("--schools must be between 1 and 10,000")
     if not 0 <= args.delay <= 10:
         parser.error("--delay must be between 0 and 10")
     if not 1 <= args.students <= 2000:

@@ -191,3 +191,33 @@ def test_a_killed_workers_pull_is_done_by_another(pg: str, kit: FakeEsisKit) -> 
             w.kill()
             w.wait(10)
         app.state.engine.dispose()
+
+
+def test_a_worker_runs_as_many_pulls_at_once_as_its_concurrency(pg: str, kit: FakeEsisKit) -> None:
+    """Python's default thread pool (min(32, CPUs + 4) threads) would cap the pulls a worker
+    runs at once below ESIS_SYNC_WORKER_CONCURRENCY: the worker sizes its own."""
+    concurrency = min(32, (os.cpu_count() or 1) + 4) + 2  # more than the default pool's threads
+    key = Fernet.generate_key().decode()
+    app = create_app(
+        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        with kit.serve() as esis, TestClient(app) as client:
+            # ESIS answers after 30 s: every pull that has a thread is waiting for it at once.
+            _schools(client, esis, kit, concurrency, mode="stall", delay=30.0)
+            asked = len(esis.requests)
+            env = {**_env(pg, key), "ESIS_SYNC_WORKER_CONCURRENCY": str(concurrency)}
+            workers.append(_worker(env))
+            assert _wait(lambda: len(esis.requests) > asked, 30)  # the first daily pull began
+            began = time.monotonic()
+            all_at_once = _wait(lambda: len(esis.requests) - asked >= concurrency, 10)
+            waiting = len(esis.requests) - asked
+            assert all_at_once, f"{waiting} of {concurrency} pulls at once"
+            assert time.monotonic() - began < 30  # none of them was answered yet
+            assert _scheduled_runs(pg) == []
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait(10)
+        app.state.engine.dispose()

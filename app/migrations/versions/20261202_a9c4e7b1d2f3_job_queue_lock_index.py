@@ -6,8 +6,13 @@ that only by reading the index of all open jobs (`lock` is the second column of
 `procrastinate_jobs_id_lock_idx_v1`). With a daily tick's 6,000 pull jobs queued at once
 and the planner's statistics still from before them, every fetch did that once per queued
 job: 450 ms a fetch. With this index, 8 ms; with fresh statistics too (the tick analyses the
-table after a large deferral, `app.jobs.defer_pulls`), 0.4 ms (bench/README.md, "Issue 18:
+table after a large deferral, `app.jobs.analyze_queue`), 0.4 ms (bench/README.md, "Issue 18:
 ninth round"; upstream: procrastinate issues 393 and 1242).
+
+Built in the migrations' one transaction, not CONCURRENTLY (which cannot run inside one): it
+holds off the queue's writes (new jobs, fetches, finishes) while it reads the table, kept
+jobs included. Workers wait, they do not fail; run `esis-sync migrate` when a tick is not
+queueing a day's pulls.
 
 Revision ID: a9c4e7b1d2f3
 Revises: f1e2d3c4b5a6

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         default=30,
         description="A worker silent for this long is taken for dead; its jobs run again.",
     )
+    job_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=30,
+        description="Finished jobs of the queue (PostgreSQL) are deleted, with their events, "
+        "this many days after they finished.",
+    )
     embedded_worker: bool | None = Field(
         default=None,
         description="Run the scheduler inside `esis-sync serve`. Default: on for SQLite (no "

@@ -117,6 +117,24 @@ def make_app(settings: Settings, *, analyze_after: int = ANALYZE_AFTER) -> procr
         del timestamp
         return await retry_stalled_jobs(app, seconds=stalled_seconds)
 
+    retention_hours = settings.job_retention_days * 24
+
+    @app.periodic(cron="23 3 * * *", periodic_id="delete_old_jobs")
+    @app.task(
+        name="delete_old_jobs", queue=QUEUE, queueing_lock="delete_old_jobs", pass_context=False
+    )
+    async def delete_old_jobs(timestamp: int) -> None:
+        """Once a day (03:23 UTC). The queue would keep every finished job and its events: a
+        pull a school a day, and the periodic tasks' own jobs (about 6,000 a day more)."""
+        del timestamp
+        await app.job_manager.delete_old_jobs(
+            nb_hours=retention_hours,
+            queue=QUEUE,
+            include_failed=True,
+            include_cancelled=True,
+            include_aborted=True,
+        )
+
     @app.periodic(cron=cron(settings.webhook_interval_seconds), periodic_id="deliver_webhooks")
     @app.task(
         name="deliver_webhooks",

@@ -186,3 +186,42 @@ def test_a_tick_whose_analyze_cannot_lock_the_table_still_queues_its_pulls(
             "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
         ).fetchone()
     assert queued is not None and queued[0] == 2
+
+
+def test_finished_jobs_are_deleted_once_the_retention_has_passed(pg: str) -> None:
+    """ESIS_SYNC_JOB_RETENTION_DAYS (30): older finished jobs go, with their events; recent
+    ones and open ones stay."""
+    schools = [uuid.UUID(int=i) for i in range(1, 5)]
+    _queue(pg, schools, analyze=False)
+    with _connect(pg) as conn:
+        worker = conn.execute("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
+        worker_id = worker.fetchone()[0]  # type: ignore[index]
+        ids: dict[int, object] = {}
+        for status in ("succeeded", "failed", "succeeded"):  # old, old, recent
+            job = conn.execute(
+                "SELECT id FROM procrastinate_fetch_job_v2(ARRAY[%s], %s)", (QUEUE, worker_id)
+            ).fetchone()
+            assert job is not None
+            conn.execute("SELECT procrastinate_finish_job_v1(%s, %s, false)", (job[0], status))
+            ids[len(ids)] = job[0]
+        old = [ids[0], ids[1]]
+        conn.execute(
+            "UPDATE procrastinate_events SET at = now() - interval '31 days' "
+            "WHERE job_id = ANY(%s)",
+            (old,),
+        )
+    app = make_app(_settings(pg))
+
+    async def clean() -> None:
+        async with app.open_async():
+            await app.tasks["delete_old_jobs"](timestamp=int(time.time()))
+
+    asyncio.run(clean())
+    with _connect(pg) as conn:
+        left = conn.execute("SELECT id, status FROM procrastinate_jobs ORDER BY id").fetchall()
+        events = conn.execute(
+            "SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)", (old,)
+        ).fetchone()
+    assert [str(status) for _, status in left] == ["succeeded", "todo"]
+    assert left[0][0] == ids[2]
+    assert events is not None and events[0] == 0

@@ -39,7 +39,7 @@ DEFER_BATCH = 500  # pull jobs deferred by one statement
 # planner's, from before them, took the queue for nearly empty and made every fetch of a job
 # check each queued job (450 ms a fetch with 6,000 queued; 0.5 ms analysed, 0.4 ms with the
 # index of open jobs by lock too). Autovacuum analyses the table only once 10 % of its rows
-# changed: with the finished jobs kept, a day's pulls soon stop being 10 % of it.
+# changed: with 30 days of finished jobs kept (delete_old_jobs), a day's are about 3 %.
 ANALYZE_AFTER = 200
 # How long the tick's ANALYZE waits for the table's lock (an autovacuum may hold it).
 ANALYZE_LOCK_TIMEOUT = "2s"
@@ -200,11 +200,6 @@ async def retry_stalled_jobs(app: procrastinate.App, *, seconds: float) -> int:
 SPARE_THREADS = 2
 
 
-def job_threads(concurrency: int) -> int:
-    """Threads of a worker's pool: one per job it runs at once, and the spare ones."""
-    return concurrency + SPARE_THREADS
-
-
 def run_worker(settings: Settings, **worker: Any) -> None:
     """A procrastinate worker: blocks until stopped (SIGINT/SIGTERM).
 
@@ -218,7 +213,7 @@ def run_worker(settings: Settings, **worker: Any) -> None:
     concurrency = settings.worker_concurrency
 
     async def main() -> None:
-        threads = job_threads(concurrency)
+        threads = concurrency + SPARE_THREADS
         with ThreadPoolExecutor(threads, thread_name_prefix="esis-sync-job") as pool:
             asyncio.get_running_loop().set_default_executor(pool)
             async with app.open_async():

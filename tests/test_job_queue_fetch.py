@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import procrastinate
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
@@ -84,23 +85,47 @@ def _queue(url: str, schools: list[uuid.UUID], *, analyze: bool) -> None:
     asyncio.run(queue())
 
 
-def _fetch(url: str) -> tuple[list[str], float]:
-    """FETCHES jobs fetched and finished, one at a time, as a worker does: their locks, and
-    the seconds it took."""
+def _run(url: str, statuses: list[str]) -> list[tuple[int, str]]:
+    """One job fetched and finished with each of `statuses` in turn, as a worker does:
+    (id, lock) of each."""
     with _connect(url) as conn:
         worker = conn.execute("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
         worker_id = worker.fetchone()[0]  # type: ignore[index]
-        started = time.perf_counter()
-        fetched: list[str] = []
-        for _ in range(FETCHES):
+        done: list[tuple[int, str]] = []
+        for status in statuses:
             job = conn.execute(
                 "SELECT id, lock FROM procrastinate_fetch_job_v2(ARRAY[%s], %s)",
                 (QUEUE, worker_id),
             ).fetchone()
             assert job is not None
-            fetched.append(str(job[1]))
-            conn.execute("SELECT procrastinate_finish_job_v1(%s, 'succeeded', false)", (job[0],))
-        return fetched, time.perf_counter() - started
+            conn.execute("SELECT procrastinate_finish_job_v1(%s, %s, false)", (job[0], status))
+            done.append((int(job[0]), str(job[1])))  # type: ignore[call-overload]
+    return done
+
+
+def _fetch(url: str) -> tuple[list[str], float]:
+    """FETCHES jobs fetched and finished: their locks, and the seconds it took."""
+    started = time.perf_counter()
+    done = _run(url, ["succeeded"] * FETCHES)
+    return [lock for _, lock in done], time.perf_counter() - started
+
+
+def _due(url: str, kit: FakeEsisKit, schools: int) -> str:
+    """`schools` active schools due for their daily pull; the key for stored secrets."""
+    key = Fernet.generate_key().decode()
+    with kit.serve() as esis, TestClient(create_app(_settings(url, key))) as client:
+        _schools(client, esis, kit, schools)
+    return key
+
+
+def _task(app: procrastinate.App, name: str) -> object:
+    """A periodic task of `app` run once, now, as its schedule would."""
+
+    async def run() -> object:
+        async with app.open_async():
+            return await app.tasks[name](timestamp=int(time.time()))
+
+    return asyncio.run(run())
 
 
 def test_fetching_from_a_queue_of_6000_pulls_takes_milliseconds(pg: str) -> None:
@@ -126,57 +151,34 @@ def test_without_fresh_statistics_the_index_keeps_a_fetch_short(pg: str) -> None
     assert elapsed < 3.0, f"{FETCHES} fetches took {elapsed:.2f} s"
 
 
-def test_the_tick_refreshes_the_queue_statistics_after_a_large_deferral(
+def test_r3_the_tick_refreshes_the_queue_statistics_after_a_large_deferral(
     pg: str, kit: FakeEsisKit
 ) -> None:
-    key = Fernet.generate_key().decode()
-    with kit.serve() as esis, TestClient(create_app(_settings(pg, key))) as client:
-        _schools(client, esis, kit, 2)
+    key = _due(pg, kit, 2)
     assert _reltuples(pg) < 0  # never analysed: a new table
-    app = make_app(_settings(pg, key), analyze_after=2)
-
-    async def tick() -> int:
-        async with app.open_async():
-            return int(await app.tasks["tick"](timestamp=int(time.time())))
-
-    assert asyncio.run(tick()) == 2
+    assert _task(make_app(_settings(pg, key), analyze_after=2), "tick") == 2
     assert _reltuples(pg) == 2  # analysed: the two queued pulls
 
 
-def test_a_small_tick_leaves_the_statistics_to_autovacuum(pg: str, kit: FakeEsisKit) -> None:
-    key = Fernet.generate_key().decode()
-    with kit.serve() as esis, TestClient(create_app(_settings(pg, key))) as client:
-        _schools(client, esis, kit, 1)
-    app = make_app(_settings(pg, key))  # ANALYZE_AFTER: 200
-
-    async def tick() -> int:
-        async with app.open_async():
-            return int(await app.tasks["tick"](timestamp=int(time.time())))
-
-    assert asyncio.run(tick()) == 1
+def test_r3_a_small_tick_leaves_the_statistics_to_autovacuum(pg: str, kit: FakeEsisKit) -> None:
+    key = _due(pg, kit, 1)
+    assert _task(make_app(_settings(pg, key)), "tick") == 1  # ANALYZE_AFTER: 200
     assert _reltuples(pg) < 0
 
 
-def test_a_tick_whose_analyze_cannot_lock_the_table_still_queues_its_pulls(
+def test_r3_a_tick_whose_analyze_cannot_lock_the_table_still_queues_its_pulls(
     pg: str, kit: FakeEsisKit
 ) -> None:
     """An autovacuum that will not yield holds the lock ANALYZE needs: the tick waits
     ANALYZE_LOCK_TIMEOUT for it, no longer, and its pulls stay queued."""
-    key = Fernet.generate_key().decode()
-    with kit.serve() as esis, TestClient(create_app(_settings(pg, key))) as client:
-        _schools(client, esis, kit, 2)
+    key = _due(pg, kit, 2)
     app = make_app(_settings(pg, key), analyze_after=2)
-
-    async def tick() -> int:
-        async with app.open_async():
-            return int(await app.tasks["tick"](timestamp=int(time.time())))
-
     with _connect(pg) as vacuum:
         vacuum.autocommit = False
         # The lock an autovacuum (or another ANALYZE) holds; inserts and fetches pass it.
         vacuum.execute("LOCK TABLE procrastinate_jobs IN SHARE UPDATE EXCLUSIVE MODE")
         started = time.monotonic()
-        assert asyncio.run(tick()) == 2
+        assert _task(app, "tick") == 2
         waited = time.monotonic() - started
         vacuum.rollback()
     assert waited < 10
@@ -193,35 +195,20 @@ def test_finished_jobs_are_deleted_once_the_retention_has_passed(pg: str) -> Non
     ones and open ones stay."""
     schools = [uuid.UUID(int=i) for i in range(1, 5)]
     _queue(pg, schools, analyze=False)
+    ids = [job for job, _ in _run(pg, ["succeeded", "failed", "succeeded"])]
+    old, recent = ids[:2], ids[2]
     with _connect(pg) as conn:
-        worker = conn.execute("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
-        worker_id = worker.fetchone()[0]  # type: ignore[index]
-        ids: dict[int, object] = {}
-        for status in ("succeeded", "failed", "succeeded"):  # old, old, recent
-            job = conn.execute(
-                "SELECT id FROM procrastinate_fetch_job_v2(ARRAY[%s], %s)", (QUEUE, worker_id)
-            ).fetchone()
-            assert job is not None
-            conn.execute("SELECT procrastinate_finish_job_v1(%s, %s, false)", (job[0], status))
-            ids[len(ids)] = job[0]
-        old = [ids[0], ids[1]]
         conn.execute(
             "UPDATE procrastinate_events SET at = now() - interval '31 days' "
             "WHERE job_id = ANY(%s)",
             (old,),
         )
-    app = make_app(_settings(pg))
-
-    async def clean() -> None:
-        async with app.open_async():
-            await app.tasks["delete_old_jobs"](timestamp=int(time.time()))
-
-    asyncio.run(clean())
+    _task(make_app(_settings(pg)), "delete_old_jobs")
     with _connect(pg) as conn:
         left = conn.execute("SELECT id, status FROM procrastinate_jobs ORDER BY id").fetchall()
         events = conn.execute(
             "SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)", (old,)
         ).fetchone()
     assert [str(status) for _, status in left] == ["succeeded", "todo"]
-    assert left[0][0] == ids[2]
+    assert left[0][0] == recent
     assert events is not None and events[0] == 0

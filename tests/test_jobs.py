@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,24 @@ def _schools(
     return made
 
 
+@contextmanager
+def _service(pg: str) -> Iterator[tuple[str, Any, list[subprocess.Popen[bytes]]]]:
+    """The key for stored secrets, the app, and a list for the worker processes the test
+    starts: killed at the end, as the app's engine is disposed."""
+    key = Fernet.generate_key().decode()
+    app = create_app(
+        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        yield key, app, workers
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait(10)
+        app.state.engine.dispose()
+
+
 def _scheduled_runs(url: str) -> list[tuple[str, str]]:
     engine = create_engine(url)
     try:
@@ -142,82 +161,49 @@ def _wait(predicate: Any, seconds: float) -> bool:
 
 
 def test_two_workers_share_the_schools_one_pull_each(pg: str, kit: FakeEsisKit) -> None:
-    key = Fernet.generate_key().decode()
-    app = create_app(
-        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
-    )
-    workers: list[subprocess.Popen[bytes]] = []
-    try:
-        with kit.serve() as esis, TestClient(app) as client:
-            schools = _schools(client, esis, kit, 4, mode="stall", delay=1.0)
-            env = _env(pg, key)
-            workers = [_worker(env), _worker(env)]
-            assert _wait(lambda: len(_scheduled_runs(pg)) >= 4, 60), _scheduled_runs(pg)
-            time.sleep(6)  # another tick or two: nothing is pulled twice
-            runs = _scheduled_runs(pg)
-            assert len(runs) == 4
-            assert len({school for school, _ in runs}) == 4
-            for school in schools:
-                assert esis.served(school.key[:4], "00") == 1  # the daily pull, once
-    finally:
-        for w in workers:
-            w.kill()
-            w.wait(10)
-        app.state.engine.dispose()
+    with _service(pg) as (key, app, workers), kit.serve() as esis, TestClient(app) as client:
+        schools = _schools(client, esis, kit, 4, mode="stall", delay=1.0)
+        env = _env(pg, key)
+        workers.extend([_worker(env), _worker(env)])
+        assert _wait(lambda: len(_scheduled_runs(pg)) >= 4, 60), _scheduled_runs(pg)
+        time.sleep(6)  # another tick or two: nothing is pulled twice
+        runs = _scheduled_runs(pg)
+        assert len(runs) == 4
+        assert len({school for school, _ in runs}) == 4
+        for school in schools:
+            assert esis.served(school.key[:4], "00") == 1  # the daily pull, once
 
 
 def test_a_killed_workers_pull_is_done_by_another(pg: str, kit: FakeEsisKit) -> None:
-    key = Fernet.generate_key().decode()
-    app = create_app(
-        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
-    )
-    workers: list[subprocess.Popen[bytes]] = []
-    try:
-        with kit.serve() as esis, TestClient(app) as client:
-            (school,) = _schools(client, esis, kit, 1, mode="stall", delay=4.0)
-            env = _env(pg, key)
-            first = _worker(env)
-            workers.append(first)
-            brin = school.key[:4]
-            assert _wait(lambda: esis.served(brin, "00") >= 1, 60)  # the daily pull began
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            assert _scheduled_runs(pg) == []  # it died mid-pull: nothing recorded
-            workers.append(_worker(env))
-            done = _wait(lambda: [s for _, s in _scheduled_runs(pg)] == ["applied"], 60)
-            assert done, f"the pull was not retried: {_scheduled_runs(pg)}"
-    finally:
-        for w in workers:
-            w.kill()
-            w.wait(10)
-        app.state.engine.dispose()
+    with _service(pg) as (key, app, workers), kit.serve() as esis, TestClient(app) as client:
+        (school,) = _schools(client, esis, kit, 1, mode="stall", delay=4.0)
+        env = _env(pg, key)
+        first = _worker(env)
+        workers.append(first)
+        brin = school.key[:4]
+        assert _wait(lambda: esis.served(brin, "00") >= 1, 60)  # the daily pull began
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert _scheduled_runs(pg) == []  # it died mid-pull: nothing recorded
+        workers.append(_worker(env))
+        done = _wait(lambda: [s for _, s in _scheduled_runs(pg)] == ["applied"], 60)
+        assert done, f"the pull was not retried: {_scheduled_runs(pg)}"
 
 
 def test_a_worker_runs_as_many_pulls_at_once_as_its_concurrency(pg: str, kit: FakeEsisKit) -> None:
     """Python's default thread pool (min(32, CPUs + 4) threads) would cap the pulls a worker
     runs at once below ESIS_SYNC_WORKER_CONCURRENCY: the worker sizes its own."""
     concurrency = min(32, (os.cpu_count() or 1) + 4) + 2  # more than the default pool's threads
-    key = Fernet.generate_key().decode()
-    app = create_app(
-        Settings(database_url=pg, secret_key=key, allow_private_esis_hosts=True, _env_file=None)
-    )
-    workers: list[subprocess.Popen[bytes]] = []
-    try:
-        with kit.serve() as esis, TestClient(app) as client:
-            # ESIS answers after 30 s: every pull that has a thread is waiting for it at once.
-            _schools(client, esis, kit, concurrency, mode="stall", delay=30.0)
-            asked = len(esis.requests)
-            env = {**_env(pg, key), "ESIS_SYNC_WORKER_CONCURRENCY": str(concurrency)}
-            workers.append(_worker(env))
-            assert _wait(lambda: len(esis.requests) > asked, 30)  # the first daily pull began
-            began = time.monotonic()
-            all_at_once = _wait(lambda: len(esis.requests) - asked >= concurrency, 10)
-            waiting = len(esis.requests) - asked
-            assert all_at_once, f"{waiting} of {concurrency} pulls at once"
-            assert time.monotonic() - began < 30  # none of them was answered yet
-            assert _scheduled_runs(pg) == []
-    finally:
-        for w in workers:
-            w.kill()
-            w.wait(10)
-        app.state.engine.dispose()
+    with _service(pg) as (key, app, workers), kit.serve() as esis, TestClient(app) as client:
+        # ESIS answers after 30 s: every pull that has a thread is waiting for it at once.
+        _schools(client, esis, kit, concurrency, mode="stall", delay=30.0)
+        asked = len(esis.requests)
+        env = {**_env(pg, key), "ESIS_SYNC_WORKER_CONCURRENCY": str(concurrency)}
+        workers.append(_worker(env))
+        assert _wait(lambda: len(esis.requests) > asked, 30)  # the first daily pull began
+        began = time.monotonic()
+        all_at_once = _wait(lambda: len(esis.requests) - asked >= concurrency, 10)
+        waiting = len(esis.requests) - asked
+        assert all_at_once, f"{waiting} of {concurrency} pulls at once"
+        assert time.monotonic() - began < 30  # none of them was answered yet
+        assert _scheduled_runs(pg) == []

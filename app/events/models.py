@@ -16,7 +16,10 @@ class Event(SQLModel, table=True):
     __tablename__ = "event"
     __table_args__ = (Index(None, "school_id", "entity", "entity_id"),)
 
-    school_id: uuid.UUID = Field(primary_key=True, foreign_key="school.id", ondelete="CASCADE")
+    # No foreign key to the school (migration b2c3d4e5f6a7): `take_event_numbers` proves the
+    # school is there and keeps it there until the commit, and a trigger on the school
+    # deletes its events with it.
+    school_id: uuid.UUID = Field(primary_key=True)
     # Per-school sequence taken from school.event_seq: gap-free and in commit order.
     seq: int = Field(primary_key=True, sa_type=BigInteger)
     occurred_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

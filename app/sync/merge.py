@@ -74,6 +74,7 @@ def merge_into(
         source="esis",
         actor="esis",
         sync_run_id=run_id,
+        plain=True,  # the snapshot's values and the records' columns: no float among them
     )
     return MergeResult(counts=plan.counts_json(), warnings=plan.warnings, report=plan.report)
 

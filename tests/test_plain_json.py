@@ -1,0 +1,75 @@
+"""The merge's events are written without the check for a float that is not finite
+(`emit(plain=True)`, `app.db.json_plain`): what holds that up, and that the text is the same.
+
+Their values are the snapshot's fields (what ESIS sends) and the columns of the records and
+links they are compared with. Neither has a float, so there is no NaN or infinity to write
+as `null`; a float field added to either fails here first."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Float, Numeric
+
+import app.models  # noqa: F401  (registers every table)
+from app.db import json_plain, json_text, metadata
+from app.esis.schemas import EsisSnapshot
+
+# What a merge writes and compares with (app.sync.plan's tables, drift and key changes).
+MERGE_TABLES = (
+    "school_group",
+    "student",
+    "guardian",
+    "staff",
+    "student_group",
+    "student_guardian",
+    "staff_group",
+    "drift_item",
+    "key_change",
+)
+
+
+def _types(schema: Any) -> set[str]:
+    """Every JSON type named anywhere in a JSON schema."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            found.add(kind)
+        elif isinstance(kind, list):
+            found.update(kind)
+        for value in schema.values():
+            found |= _types(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _types(value)
+    return found
+
+
+def test_the_snapshot_has_no_number_that_is_not_an_integer() -> None:
+    types = _types(EsisSnapshot.model_json_schema())
+    assert "integer" in types  # the walk sees the fields
+    assert "number" not in types
+
+
+@pytest.mark.parametrize("name", MERGE_TABLES)
+def test_the_merges_tables_have_no_float_column(name: str) -> None:
+    table = metadata.tables[name]
+    assert [c.name for c in table.columns if isinstance(c.type, Float | Numeric)] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"last_name": {"before": None, "after": "Jansen"}, "year_level": {"before": 4, "after": 5}},
+        {"student_id": {"before": None, "after": str(uuid.uuid4())}, "active": {"after": True}},
+        {"roles": {"before": ["leerkracht"], "after": []}, "note": "é ✓ \u2028 \"q\" \\ \n"},
+        {"at": dt.datetime(2027, 1, 2, 3, 4, tzinfo=dt.UTC), "big": 2**70},  # the fallback
+        {},
+    ],
+)
+def test_json_plain_writes_what_json_text_writes(value: dict[str, Any]) -> None:
+    assert json_plain(value) == json_text(value)

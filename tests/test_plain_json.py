@@ -66,7 +66,7 @@ def test_the_merges_tables_have_no_float_column(name: str) -> None:
     [
         {"last_name": {"before": None, "after": "Jansen"}, "year_level": {"before": 4, "after": 5}},
         {"student_id": {"before": None, "after": str(uuid.uuid4())}, "active": {"after": True}},
-        {"roles": {"before": ["leerkracht"], "after": []}, "note": "é ✓ \u2028 \"q\" \\ \n"},
+        {"roles": {"before": ["leerkracht"], "after": []}, "note": 'é ✓ \u2028 "q" \\ \n'},
         {"at": dt.datetime(2027, 1, 2, 3, 4, tzinfo=dt.UTC), "big": 2**70},  # the fallback
         {},
     ],

@@ -475,7 +475,7 @@ def _next_plan(runner: Runner, *, shortcut: bool, digests: bool = False) -> Json
             "drift": [plan.drift_inserts, plan.drift_updates, plan.drift_deletes],
             "drift_touched": sorted(map(str, plan.drift_touched)),
             "changes": sorted(
-                ([c.entity, c.entity_id, c.kind, c.changes] for c in plan.changes), key=repr
+                ([c.entity, c.entity_id, c.kind, c.as_dict()] for c in plan.changes), key=repr
             ),
             "counts": plan.counts_json(),
             "warnings": plan.warnings,

@@ -8,6 +8,7 @@ as `null`; a float field added to either fails here first."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Float, Numeric
 import app.models  # noqa: F401  (registers every table)
 from app.db import json_plain, json_text, metadata
 from app.esis.schemas import EsisSnapshot
+from app.events.service import Change, Created
 
 # What a merge writes and compares with (app.sync.plan's tables, drift and key changes).
 MERGE_TABLES = (
@@ -73,3 +75,23 @@ def test_the_merges_tables_have_no_float_column(name: str) -> None:
 )
 def test_json_plain_writes_what_json_text_writes(value: dict[str, Any]) -> None:
     assert json_plain(value) == json_text(value)
+
+
+def test_a_created_change_is_written_as_the_dict_it_stands_for() -> None:
+    """`Created` keeps a created link's or record's values until its event is written; the
+    event's JSON is what the dict of before/after pairs was, ends written as their text."""
+    student, group = uuid.uuid4(), uuid.uuid4()
+    values = {"relation": "mother", "since": "2026-08-01"}
+    change = Change(
+        "student_guardian", uuid.uuid4(), "created", Created((("a", student), ("b", group)), values)
+    )
+    expected = {
+        "a": {"before": None, "after": str(student)},
+        "b": {"before": None, "after": str(group)},
+        "relation": {"before": None, "after": "mother"},
+        "since": {"before": None, "after": "2026-08-01"},
+    }
+    assert json_plain(change.as_dict()) == json_text(expected)
+    assert json.loads(json_plain(change.as_dict())) == expected
+    plain = Change("student", None, "updated", {"x": {"before": 1, "after": 2}})
+    assert plain.as_dict() is plain.changes

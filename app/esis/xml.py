@@ -104,7 +104,7 @@ def blanks_droppable(body: bytes) -> bool:
     return (
         body.find(b"<!", start) < 0
         and body.find(b"<?", start) < 0
-        and _BLANK_BEFORE_CR.search(body, start) is None
+        and (b"\r" not in body or _BLANK_BEFORE_CR.search(body, start) is None)
     )
 
 

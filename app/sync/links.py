@@ -11,7 +11,7 @@ from typing import Any
 
 from app.db import new_id
 from app.esis.schemas import EsisSnapshot
-from app.events.service import Change
+from app.events.service import Change, Created
 from app.provenance import Source
 from app.sync.drift_plan import close_drift, open_drift
 from app.sync.plan import LinkState, Pair, Plan, Row, State
@@ -166,15 +166,12 @@ def merge_links(
             )
             plan.count(name, "added")
             plan.changes.append(
+                # Both ends as their UUIDs: the event's JSON writes them as their text.
                 Change(
                     name,
                     link_id,
                     "created",
-                    {
-                        columns[0]: {"before": None, "after": str(pair[0])},
-                        columns[1]: {"before": None, "after": str(pair[1])},
-                        **{k: {"before": None, "after": v} for k, v in values.items()},
-                    },
+                    Created(((columns[0], pair[0]), (columns[1], pair[1])), values),
                 )
             )
             continue

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from app.events.service import Created
 from app.provenance import Source
 from app.schools.models import UpdatePolicy
 from app.sync.plan import Row
@@ -124,8 +125,6 @@ def fold(value: Any) -> str:
     return " ".join(str(value or "").casefold().split())
 
 
-def created_changes(key: str, values: Row) -> dict[str, Any]:
-    return {
-        "esis_key": {"before": None, "after": key},
-        **{k: {"before": None, "after": v} for k, v in values.items()},
-    }
+def created_changes(key: str, values: Row) -> Created:
+    """A created record's changes: its key, then its values (written out with its event)."""
+    return Created((("esis_key", key),), values)

@@ -73,6 +73,7 @@ from app.esis.xml import (
     doctype_line,
     has_doctype,
     is_wide,
+    release_heap,
     safe_iterparse,
     safe_parser,
     syntax_message,
@@ -96,18 +97,19 @@ MAX_UNIT_ELEMENTS = 10_000
 # Distinct skipped block types reported one by one; more are summed up in one warning.
 MAX_SKIPPED_TYPES = 20
 # Bodies up to this size are parsed whole (see the module's docstring): a school of up to
-# about 730 students, most schools. A tree is about 4 times its body when whitespace between
-# elements is dropped (at most about 4 MB), 7 times when it is kept (`blanks_droppable`),
-# and it outlives the read as the process's heap (libxml2's memory is not Python's). Larger
-# bodies stream, in the memory of one record: a 1,000-student school's 1.4 MB (a 6 MB tree)
-# raised the server's peak by 5 MB (issue 18, where the bound of 150 MB is measured) for a
-# read 10 to 25 ms shorter.
-WHOLE_MAX_BYTES = 1024 * 1024
+# about 1,450 students, most schools. A tree is about 4 times its body when whitespace
+# between elements is dropped (at most about 8 MB), 7 times when it is kept
+# (`blanks_droppable`). libxml2 takes it from the C heap, which keeps it after the read
+# unless it is given back (`release_heap`, after each whole read): without that, a
+# 1,000-student school's 1.4 MB (a 6 MB tree) raised the server's peak by 5 MB (issue 18,
+# where the bound of 150 MB is measured) for a read 15 to 30 ms shorter, and the bound was
+# 1 MiB. Larger bodies stream, in the memory of one record.
+WHOLE_MAX_BYTES = 2 * 1024 * 1024
 # And only bodies with at most this many `<` and `=` (elements, attributes, namespace
 # declarations: what the tree's nodes are made of): an EDEXml file has about one per 20
-# bytes (50,000 in 1 MB), while 1 MB of `<a/>` would be a tree of 45 MB. This bounds the
-# tree at about 20 MB, whatever the body.
-WHOLE_MAX_MARKUP = 100_000
+# bytes (73,000 in the 1,000-student school's 1.4 MB), while 1 MB of `<a/>` (250,000
+# elements) would be a tree of 45 MB. This bounds the tree at about 27 MB, whatever the body.
+WHOLE_MAX_MARKUP = 150_000
 
 _TYPE_NAME = re.compile(r"[^\w.\-]")
 
@@ -152,6 +154,7 @@ def validate_edexml(
     every body (the tests hold the two ways equal).
     """
     run = _Run(visitor)
+    whole = False
     try:
         if isinstance(body, bytes):
             _check_prolog(body)
@@ -159,7 +162,9 @@ def validate_edexml(
             if root is None:
                 run.stream(body)
             else:
+                whole = True
                 run.walk(root)
+                del root
         else:
             run.walk(body)
         run.finish()
@@ -170,6 +175,9 @@ def validate_edexml(
         raise fail(exc.lineno or None, "document", f"malformed XML: {message}") from None
     finally:
         run.give_back()
+        if whole:
+            run.root = None  # the last reference to the tree: libxml2 frees it here
+            release_heap()
     if run.problems:
         raise unprocessable(run.problems)
     return run.warnings()

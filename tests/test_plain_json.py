@@ -19,19 +19,10 @@ import app.models  # noqa: F401  (registers every table)
 from app.db import json_plain, json_text, metadata
 from app.esis.schemas import EsisSnapshot
 from app.events.service import Change, Created
+from app.sync.repository import ORDER
 
-# What a merge writes and compares with (app.sync.plan's tables, drift and key changes).
-MERGE_TABLES = (
-    "school_group",
-    "student",
-    "guardian",
-    "staff",
-    "student_group",
-    "student_guardian",
-    "staff_group",
-    "drift_item",
-    "key_change",
-)
+# What a merge writes (its record and link tables) and compares with: drift and key changes.
+MERGE_TABLES = (*ORDER, "drift_item", "key_change")
 
 
 def _types(schema: Any) -> set[str]:

@@ -12,7 +12,6 @@ answer.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import io
 import re
@@ -149,11 +148,12 @@ def syntax_message(exc: etree.XMLSyntaxError) -> str:
 
 @functools.cache
 def _malloc_trim() -> Any:
-    """glibc's `malloc_trim`, or None where the C library is another (musl, macOS)."""
-    name = ctypes.util.find_library("c")
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS). Looked up
+    in the process's own symbols, not by `ctypes.util.find_library` (which runs `ldconfig`,
+    and finds nothing in an image without it)."""
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:  # pragma: no cover - a platform without dlopen(NULL)
         return None
     if trim is not None:
         trim.argtypes = [ctypes.c_size_t]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
@@ -45,7 +45,7 @@ class Change:
     def as_dict(self) -> dict[str, Any]:
         """The changes as the event holds them."""
         changes = self.changes
-        return changes if type(changes) is dict else cast(Created, changes).as_dict()
+        return changes.as_dict() if isinstance(changes, Created) else changes
 
 
 def emit(

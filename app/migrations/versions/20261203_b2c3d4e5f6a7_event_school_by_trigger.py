@@ -8,7 +8,9 @@ writer does not prove already: every event is numbered from its school's row
 (`app.events.repository.take_event_numbers`, an UPDATE of that row in the same transaction,
 which fails when there is no such school and holds the row's lock until the commit, so the
 school cannot be deleted before the events are in). `tests/test_event_school.py` holds both
-halves: no event for a school that does not exist, and none left when a school is deleted.
+halves: no event for a school that does not exist, and none left when a school is deleted
+(or, on PostgreSQL, truncated). The triggers are `app/migrations/school_triggers.py`'s: a
+later migration that rebuilds `school` on SQLite creates them again.
 
 Revision ID: b2c3d4e5f6a7
 Revises: a9c4e7b1d2f3
@@ -19,12 +21,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from app.migrations import school_triggers
+
 revision: str = "b2c3d4e5f6a7"
 down_revision: str | None = "a9c4e7b1d2f3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-TRIGGER = "school_events_deleted"
 
 
 def upgrade() -> None:
@@ -32,29 +34,11 @@ def upgrade() -> None:
     # migrations run with its foreign keys off, and nothing refers to events).
     with op.batch_alter_table("event") as batch:
         batch.drop_constraint("fk_event_school_id_school", type_="foreignkey")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "CREATE OR REPLACE FUNCTION school_events_deleted() RETURNS trigger "
-            "LANGUAGE plpgsql AS $$ BEGIN "
-            "DELETE FROM event WHERE school_id = OLD.id; RETURN NULL; END $$"
-        )
-        op.execute(
-            f"CREATE TRIGGER {TRIGGER} AFTER DELETE ON school "
-            "FOR EACH ROW EXECUTE FUNCTION school_events_deleted()"
-        )
-    else:
-        op.execute(
-            f"CREATE TRIGGER {TRIGGER} AFTER DELETE ON school FOR EACH ROW "  # noqa: S608 (ours)
-            "BEGIN DELETE FROM event WHERE school_id = OLD.id; END"
-        )
+    school_triggers.create()
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON school")
-        op.execute("DROP FUNCTION IF EXISTS school_events_deleted()")
-    else:
-        op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER}")
+    school_triggers.drop()
     # Events of schools that no longer exist (none, while the trigger was there) would
     # refuse the key: they go first.
     op.execute("DELETE FROM event WHERE school_id NOT IN (SELECT id FROM school)")

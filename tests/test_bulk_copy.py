@@ -1,5 +1,6 @@
 """An initial load's rows written by binary COPY (PostgreSQL) are the rows text COPY wrote
-before, column by column; on SQLite both are the same executemany."""
+before, column by column; on SQLite (the driver's executemany of the values, `copy_rows`)
+both are that one path. On both, they are what SQLAlchemy's insert writes, as stored."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import JSON, Table, Text, cast, select
+from sqlalchemy import JSON, Table, Text, cast, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -61,18 +62,26 @@ def _stored(session: Session, t: Table, school_id: uuid.UUID) -> list[dict[str, 
     return sorted((dict(r) for r in rows), key=lambda r: str(r["id"]))
 
 
+def _as_stored(session: Session, t: Table, school_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    """The school's rows of `t` without school_id, every column as its stored text (SQLite:
+    the UUID's hex, the datetime's text as written)."""
+    columns = [cast(c, Text) for c in t.columns if c.name != "school_id"]
+    rows = session.execute(select(*columns).where(t.c.school_id == school_id)).all()
+    return sorted(tuple(r) for r in rows)
+
+
 def test_binary_copy_writes_the_rows_text_copy_wrote(
     client: TestClient, db: sessionmaker[Session]
 ) -> None:
     body = synthetic.with_header(synthetic.build_school(11, SHAPE), brin="12AB", push=0)
     parsed = parse_snapshot(synthetic.encode(body), "application/json")
-    schools = [make_school(client, db, brin=brin).key for brin in ("12AB", "13AC")]
+    schools = [make_school(client, db, brin=brin).key for brin in ("12AB", "13AC", "14AD")]
     with db() as session:
         ids = [
             session.scalars(select(col(School.id)).where(col(School.key) == k)).one()
             for k in schools
         ]
-        binary, textual = ids
+        binary, textual, by_orm = ids
         plan = initial_plan(binary, parsed)
         for name in ORDER:
             rows = plan.tables[name].inserts
@@ -80,11 +89,14 @@ def test_binary_copy_writes_the_rows_text_copy_wrote(
             bulk_insert(session, TABLES[name], rows)
             again = [{**row, "school_id": textual} for row in rows]
             bulk_insert(session, TABLES[name], again, binary=False)
+            # SQLAlchemy's own insert, an executemany of the row dicts.
+            session.execute(insert(TABLES[name]), [{**row, "school_id": by_orm} for row in rows])
         session.commit()
         assert sum(len(plan.tables[name].inserts) >= COPY_FROM for name in ORDER) >= 4
         for name in ORDER:
             t = TABLES[name]
             assert _stored(session, t, binary) == _stored(session, t, textual), name
+            assert _as_stored(session, t, binary) == _as_stored(session, t, by_orm), name
 
 
 def test_the_orm_writes_a_json_column_as_copy_does(

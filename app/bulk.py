@@ -122,7 +122,8 @@ def copy_rows(
     looked up per value (about a quarter of the client's and half of the server's time of
     text COPY, for a merge's rows). Otherwise, and when the first row holds a value of
     another Python type than its column's writer takes (or with `binary=False`), text COPY as
-    before."""
+    before. On SQLite, which has no COPY, the driver's executemany of the same values
+    (`_insert_values`)."""
     rows = iter(rows)
     first = next(rows, None)
     if first is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from app.bulk import bulk_insert, copy_rows, use_copy
-from app.db import json_plain, json_value, utcnow
+from app.db import json_value, utcnow
 from app.events import repository
 from app.events.models import Event
 
@@ -61,7 +62,7 @@ def emit(
     """Append events in order; numbering them locks the school until commit.
 
     `plain`: the changes hold no float (the merge's), so their JSON is written without the
-    check for a float that is not finite (`app.db.json_plain`)."""
+    check for a float that is not finite (`app.db.json_text`)."""
     if not changes:
         return
     last = repository.take_event_numbers(session=session, school_id=school_id, count=len(changes))
@@ -87,7 +88,7 @@ def emit(
 
     if use_copy(session, len(changes)):
         # Many events (a merge's): COPY of value tuples, no row dict per event.
-        copy_rows(session, table, _COLUMNS, rows(json_plain if plain else json_value))
+        copy_rows(session, table, _COLUMNS, rows(functools.partial(json_value, plain=plain)))
         return
     bulk_insert(session, table, [dict(zip(_COLUMNS, row, strict=True)) for row in rows(_same)])
 

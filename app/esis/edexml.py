@@ -17,10 +17,26 @@ the compaction of a large read, the warnings) are `edexml_nodes.py`.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 
 from lxml import etree
 
+from app.esis.edexml_fields import (
+    GROUP_TAGS,
+    GUARDIAN_BLOCK,
+    GUARDIAN_FIELDS,
+    GUARDIANS_KIND,
+    KEPT_ENTITY,
+    NAME_FIELDS,
+    RECORD_KIND,
+    ROLE_TAGS,
+    STUDENT_FIELDS,
+    EdexmlRead,
+    block_type,
+    warn_block,
+    warn_differs,
+    warn_left,
+    warn_roepnaam,
+)
 from app.esis.edexml_nodes import (
     AMSTERDAM,
     ONE_BY_ONE,
@@ -41,13 +57,20 @@ from app.esis.edexml_nodes import (
     tag_of,
     text_of,
 )
-from app.esis.edexml_validate import WHOLE_MAX_BYTES, Problem, unprocessable, validate_edexml
+from app.esis.edexml_quick import read_valid
+from app.esis.edexml_validate import (
+    WHOLE_MAX_BYTES,
+    Problem,
+    parse_whole,
+    unprocessable,
+    validate_edexml,
+)
+from app.esis.errors import FormatError
 from app.esis.leniency import KeptRecord, set_aside_dependents
 from app.esis.schemas import (
     ALL_KINDS,
     EsisSnapshot,
     GuardianOf,
-    Kind,
     Relation,
     SnapshotGroup,
     SnapshotGuardian,
@@ -56,54 +79,12 @@ from app.esis.schemas import (
     SnapshotStudent,
     derive_scope,
 )
+from app.esis.xml import release_heap
 
 __all__ = ["EdexmlRead", "read_edexml"]
 
-XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-GUARDIAN_BLOCK = "VerzorgersGegevensType"
-GROUP_TAGS = ("groep", "samengestelde_groep")
-# The records a bad value sets aside instead of refusing the document (leniency.py).
-KEPT_ENTITY = {
-    "groep": "group",
-    "samengestelde_groep": "group",
-    "leerling": "student",
-    "leerkracht": "staff",
-}
-# The kind of records an element is (`Kind`'s value): what a document carries follows from
-# what it holds.
-RECORD_KIND = {
-    "groep": Kind.GROUPS.value,
-    "samengestelde_groep": Kind.GROUPS.value,
-    "leerling": Kind.STUDENTS.value,
-    "leerkracht": Kind.STAFF.value,
-}
-GUARDIANS_KIND = Kind.GUARDIANS.value
-# The names after the last name (field, element), read by `_Reader.names`, and what else a
-# record of each kind reads without a conversion (no value of them is refused by the reader).
-NAME_FIELDS = (
-    ("name_prefix", "voorvoegsel"),
-    ("initials", "voorletters-1"),
-    ("given_name", "roepnaam"),
-    ("email", "emailadres"),
-)
-STUDENT_FIELDS = (*NAME_FIELDS, ("first_names", "voornamen"))
-# A guardian's initials are `voorletters` (the guardian block's element), the rest as above.
-GUARDIAN_FIELDS = (
-    NAME_FIELDS[0],
-    ("initials", "voorletters"),
-    *NAME_FIELDS[2:],
-    ("phone", "telefoonnummer"),
-)
 # Shared by every GuardianOf (see Compactor); the models are frozen.
 LINK_FIELDS = {"student", "relation"}
-
-
-@dataclass(frozen=True)
-class EdexmlRead:
-    snapshot: EsisSnapshot
-    warnings: list[str]
-    # Records with a value that cannot be used: left as they are by the merge (leniency.py).
-    kept: list[KeptRecord] = field(default_factory=list)
 
 
 class _Reader:
@@ -222,15 +203,11 @@ class _Reader:
         # el.findall("toevoegingen/blok"), without ElementPath's generators.
         extras = node.el.iterchildren("toevoegingen")
         for blok in [b for t in extras for b in t.iterchildren("blok")]:
-            kind = (blok.get(XSI_TYPE) or "").strip().rpartition(":")[2][:64]
+            kind = block_type(blok)
             if guardians and kind == GUARDIAN_BLOCK:
                 found.append(blok)
             else:
-                self.warnings.add(
-                    f"blok {kind}",
-                    f"toevoegingen blok of type '{kind}' skipped ({node.where})",
-                    f"toevoegingen blok of type '{kind}' skipped in {{n}} more elements",
-                )
+                warn_block(self.warnings, kind, node.where)
         return found
 
     def names(self, node: Node, fields: tuple[tuple[str, str], ...] = NAME_FIELDS) -> None:
@@ -238,11 +215,7 @@ class _Reader:
         if node.put("last_name", "achternaam") is None and node.value("roepnaam") is not None:
             # EDEXml allows a roepnaam alone; the model needs a last name.
             node.put("last_name", "roepnaam")
-            self.warnings.add(
-                "roepnaam",
-                f"{node.where} has no achternaam; its roepnaam is the last name",
-                "{n} more records have no achternaam; their roepnaam is the last name",
-            )
+            warn_roepnaam(self.warnings, node.where)
         node.fill(fields)
 
     def school(self, el: etree._Element) -> None:
@@ -283,11 +256,7 @@ class _Reader:
         node = Node(el, "leerling", key)
         left = node.value("uitstroomdatum", parse_date)
         if left is not None and left <= self.today:
-            self.warnings.add(
-                "left",
-                f"{node.where} has left (uitstroomdatum); not included",
-                "{n} more students have left (uitstroomdatum); not included",
-            )
+            warn_left(self.warnings, node.where)
             return
         node.values["key"] = key
         self.names(node, STUDENT_FIELDS)
@@ -347,12 +316,7 @@ class _Reader:
             links = [*known.students, self.link(student, relation)]
             object.__setattr__(known, "students", links)  # frozen to its users
             if not same_values(known, node.values):
-                self.warnings.add(
-                    "guardian",
-                    f"verzorger key={key} in {student_where} differs from its first "
-                    "occurrence; the first is kept",
-                    "{n} more verzorgers differ from their first occurrence; the first is kept",
-                )
+                warn_differs(self.warnings, key, student_where)
 
     @staticmethod
     def link(student: str, relation: Relation | None) -> GuardianOf:
@@ -376,10 +340,9 @@ class _Reader:
         self.names(node)
         # EDEXml 2.1 also puts roles on a group assignment; the model has one list. A free
         # text role (rolomschrijving) is a role too.
-        role_tags = ("rol", "rolomschrijving")
-        roles = [text_of(rol) for rol in el if rol.tag in role_tags]
+        roles = [text_of(rol) for rol in el if rol.tag in ROLE_TAGS]
         refs = [ref for ref in el.iterfind("groepen/*") if ref.tag in GROUP_TAGS]
-        roles += [text_of(rol) for ref in refs for rol in ref if rol.tag in role_tags]
+        roles += [text_of(rol) for ref in refs for rol in ref if rol.tag in ROLE_TAGS]
         node.values["roles"] = list(dict.fromkeys(r for r in roles if r))
         node.values["groups"] = list(dict.fromkeys(key_of(ref, node.where) for ref in refs))
         self.blocks(node)
@@ -394,12 +357,35 @@ def read_edexml(
 ) -> EdexmlRead:
     """Maps an EDEXml document onto a snapshot; raises FormatError on a bad document.
 
-    The document is validated first (`validate_edexml`: streaming, or walking its tree when
-    it is small enough to parse whole): each record is mapped once it is valid. `today`
-    (default: today in the Netherlands) decides whether an `uitstroomdatum` is past.
-    `whole_max_bytes`: see `validate_edexml`.
+    A document parsed whole (bytes of at most `whole_max_bytes`, see `validate_edexml`, or
+    a tree) is read quickly when it is valid (`edexml_quick.read_valid`); otherwise, and for
+    a body that streams, it is validated record by record (`validate_edexml`), each record
+    mapped once it is valid, every problem named. `today` (default: today in the
+    Netherlands) decides whether an `uitstroomdatum` is past.
     """
-    reader = _Reader(today or dt.datetime.now(AMSTERDAM).date())
+    today = today or dt.datetime.now(AMSTERDAM).date()
+    if not isinstance(body, bytes):
+        return read_valid(body, today) or _careful(body, today, whole_max_bytes)
+    root = parse_whole(body, whole_max_bytes)
+    if root is None:
+        return _careful(body, today, 0)  # streams: `parse_whole` said so already
+    error: FormatError | None = None
+    try:
+        read = read_valid(root, today, parsed=True) or _careful(root, today, whole_max_bytes)
+    except FormatError as exc:
+        # Its traceback holds the frames that held the tree: the tree would outlive the trim.
+        error = exc.with_traceback(None)
+        error.__context__ = None
+    root = None  # the last reference to the tree: libxml2 frees it here
+    release_heap()
+    if error is not None:
+        raise error from None
+    return read
+
+
+def _careful(body: bytes | etree._Element, today: dt.date, whole_max_bytes: int) -> EdexmlRead:
+    """Each record validated on its own and mapped by `_Reader`, every problem named."""
+    reader = _Reader(today)
     warnings = validate_edexml(body, visitor=reader, whole_max_bytes=whole_max_bytes)
     snapshot, kept = set_aside_dependents(reader.snapshot(), reader.kept)
     return EdexmlRead(

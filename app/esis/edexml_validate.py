@@ -86,7 +86,10 @@ __all__ = [
     "WHOLE_MAX_BYTES",
     "EdexmlVisitor",
     "Problem",
+    "parse_whole",
     "schema_path",
+    "schema_version",
+    "too_big",
     "unprocessable",
     "validate_edexml",
 ]
@@ -162,7 +165,7 @@ def validate_edexml(
     try:
         if isinstance(body, bytes):
             _check_prolog(body)
-            root = _whole(body, whole_max_bytes)
+            root = _whole(body, whole_max_bytes) if whole_max_bytes > 0 else None
             if root is None:
                 run.stream(body)
             else:
@@ -205,6 +208,37 @@ def _check_prolog(body: bytes) -> None:
     line = doctype_line(body)
     if line is not None:
         raise fail(line, "document", "DOCTYPE is not allowed")
+
+
+def parse_whole(body: bytes, max_bytes: int = WHOLE_MAX_BYTES) -> etree._Element | None:
+    """What `validate_edexml` does first with bytes: the prolog checked (FormatError), then
+    the document parsed whole, or None for a body that streams (see `_whole`). The tree can
+    be read (`edexml_quick`) or handed to `validate_edexml`; whoever parsed it gives the heap
+    back after it is dropped (`release_heap`)."""
+    _check_prolog(body)
+    return _whole(body, max_bytes) if max_bytes > 0 else None
+
+
+def schema_version(school: etree._Element) -> tuple[str, str | None]:
+    """The schema a document is validated with, by its `school/xsdversie`: 2.0 when it says
+    2.0, else 2.1, with a note when it says something else."""
+    declared = (school.findtext("xsdversie") or "").strip()
+    if declared.startswith("2.0"):
+        return "2.0", None
+    if declared and not declared.startswith("2.1"):
+        shown = _TYPE_NAME.sub("?", declared)[:16]
+        return DEFAULT_VERSION, (
+            f"xsdversie '{shown}' is not 2.0 or 2.1; the file was validated as EDEXml 2.1"
+        )
+    return DEFAULT_VERSION, None
+
+
+def too_big(top: etree._Element, *, container: bool) -> bool:
+    """Whether a part of the document may break MAX_UNIT_ELEMENTS (a container's records are
+    units of their own, another part is one): then the walk counts it unit by unit."""
+    if container:
+        return bool(_BIG_CHILD(top, n=MAX_UNIT_ELEMENTS))
+    return cast(float, _COUNT(top)) > MAX_UNIT_ELEMENTS
 
 
 def _whole(body: bytes, max_bytes: int) -> etree._Element | None:
@@ -368,11 +402,7 @@ class _Run:
                 continue  # a comment or processing instruction (the parsers drop them)
             self.container = _Container(str(top.tag)) if top.tag in CONTAINERS else None
             # A part is one unit; in a container, each record is one.
-            near = deep or (
-                bool(_BIG_CHILD(top, n=MAX_UNIT_ELEMENTS))
-                if self.container is not None
-                else cast(float, _COUNT(top)) > MAX_UNIT_ELEMENTS
-            )
+            near = deep or too_big(top, container=self.container is not None)
             if near and self.container is None:
                 self.check_size(top, 2)  # the whole element is one unit, as it streams
             for child in list(top):
@@ -454,14 +484,9 @@ class _Run:
             raise _Stop
 
     def choose_version(self, school: etree._Element) -> None:
-        declared = (school.findtext("xsdversie") or "").strip()
-        if declared.startswith("2.0"):
-            self.version = "2.0"
-        elif declared and not declared.startswith("2.1"):
-            shown = _TYPE_NAME.sub("?", declared)[:16]
-            self.notes.append(
-                f"xsdversie '{shown}' is not 2.0 or 2.1; the file was validated as EDEXml 2.1"
-            )
+        self.version, note = schema_version(school)
+        if note is not None:
+            self.notes.append(note)
 
     def record(self, el: etree._Element) -> None:
         where = label(el)

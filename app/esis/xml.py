@@ -104,10 +104,25 @@ def blanks_droppable(body: bytes) -> bool:
     first = _FIRST_ELEMENT.search(body)
     start = first.start() if first else len(body)
     return (
-        body.find(b"<!", start) < 0
-        and body.find(b"<?", start) < 0
+        _lacks(body, b"<!", start)
+        and _lacks(body, b"<?", start)
         and (b"\r" not in body or _BLANK_BEFORE_CR.search(body, start) is None)
     )
+
+
+def _lacks(body: bytes, mark: bytes, start: int) -> bool:
+    """`body.find(mark, start) < 0` for a mark of `<` and a rare byte: found by the rare byte
+    (`!`, `?`: a few in a school's body) rather than by `<` (one in 20 bytes: 1.5 ms of a
+    1.4 MB body each). A body full of the rare byte is searched the plain way after a few."""
+    rare = mark[1:]
+    at = body.find(rare, start + 1)
+    for _ in range(64):
+        if at < 0:
+            return True
+        if body[at - 1] == mark[0]:
+            return False
+        at = body.find(rare, at + 1)
+    return at < 0 or body.find(mark, at - 1) < 0
 
 
 def safe_iterparse(body: bytes, events: tuple[str, ...]) -> Iterator[tuple[str, Any]]:

@@ -338,7 +338,7 @@ class _Read:
         values, later ones add their link (once per student), warned of when they differ."""
         key = _key(el)
         text = _texts(el)
-        relation = parse_relation(text["relatie"]) if text.get("relatie") is not None else None
+        relation = parse_relation(named) if (named := text.get("relatie")) is not None else None
         values: Values = {"key": key}
         self.names(values, text, "verzorger", key, GUARDIAN_FIELDS)
         link = {"student": student, "relation": relation}

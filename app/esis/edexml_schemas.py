@@ -78,10 +78,11 @@ IDENTITY = tuple(
 _STRUCTURE = "EDEXML.structuur.xsd"
 
 
-class _WithoutIdentity(etree.Resolver):  # type: ignore[misc]  # lxml-stubs: not generic
+class _WithoutIdentity(etree.Resolver):
     """Hands libxml2 the structure schema without the identity constraints of `EDEX`."""
 
-    def resolve(self, url: str, pubid: str | None, context: Any) -> Any:  # noqa: ARG002
+    # lxml calls it with a context too (lxml-stubs leave it out).
+    def resolve(self, url: str, pubid: str | None, context: Any) -> Any:  # type: ignore[override]  # noqa: ARG002
         if not url.endswith(f"/{_STRUCTURE}"):
             return None
         tree = etree.parse(url.removeprefix("file://"), schema_parser())

@@ -31,6 +31,7 @@ from app.esis.edexml_quick import read_valid
 from app.esis.edexml_validate import MAX_UNIT_ELEMENTS, parse_whole
 from app.esis.errors import FormatError
 from app.esis.xml import safe_parser
+from tests.test_edexml_tree import ANSWERS, CORPUS, _edex_of
 
 TODAY = dt.date(2026, 12, 1)
 FIXTURES = Path(__file__).parent / "fixtures" / "edexml"
@@ -446,3 +447,18 @@ def test_a_record_near_the_size_limit_goes_the_careful_way() -> None:
     body = write(doc).replace(b'<samengestelde_groep key="C1"/>', refs.encode(), 1)
     assert quick(body) is None
     assert careful(body)[0] == "refused"
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_a_pulled_answer_reads_the_same_either_way(name: str) -> None:
+    """A UWLR answer's EDEXml (a tree, `uwlr_soap._to_edex`) as a pull reads it: quickly when
+    valid, with what the careful reader gives."""
+    answer = (CORPUS / name).read_bytes()
+    tree = _edex_of(answer)
+    fast = read_valid(copy.deepcopy(tree), TODAY)
+    try:
+        slow = _outcome(_careful(tree, TODAY, 0))
+    except FormatError as exc:
+        slow = ("refused", exc.detail)
+    assert fast is None or _outcome(fast) == slow
+    assert (fast is not None) == (slow[0] == "read" and not slow[3])

@@ -21,7 +21,7 @@ How, in one pass with `lxml.etree.iterparse`:
   validated against the full schema, which checks the order and presence of the parts.
   The schema's identity constraints (unique keys, references to groups and vestigingen)
   cannot see removed records, so they are checked here while streaming, with the same
-  rules, and left out of the skeleton's result.
+  rules; the compiled schemas leave them out (`edexml_schemas`).
 * `toevoegingen/blok` elements whose `xsi:type` the shipped schemas do not know are removed
   before validation and reported once per type with a count (`warnings`).
 * The schema is chosen by `school/xsdversie`: 2.0 when it says 2.0, else 2.1.

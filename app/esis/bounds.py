@@ -26,10 +26,12 @@ MAX_NESTED_ITEMS = 1_000
 MAX_XML_ATTRIBUTES = 64
 # A start tag this long is looked at closely; a shorter one cannot hold that many attributes
 # (each takes at least ` a=""`).
-_LONG = 256
-_LONG_TAG_TEXT = re.compile(rf"<[^<>]{{{_LONG},}}")
-# More than MAX_XML_ATTRIBUTES `=` with no `<` or `>` between them (`_check_byte_tags`).
-_CROWDED = re.compile(rf"=(?:[^<>=]*=){{{MAX_XML_ATTRIBUTES}}}".encode())
+_LONG_TAG = re.compile(rb"<[^<>]{256,}")
+_LONG_TAG_TEXT = re.compile(r"<[^<>]{256,}")
+# A `<` and more than MAX_XML_ATTRIBUTES `=`, in a body with all but `<`, `>` and `=` taken
+# out (`_check_byte_tags`).
+_CROWDED = b"<" + b"=" * (MAX_XML_ATTRIBUTES + 1)
+_NOT_MARKS = bytes(byte for byte in range(256) if byte not in b"<>=")
 # Wide encodings by byte order mark or the zero bytes around `<?`: there a byte 0x3C or 0x3E
 # can be half of another character, so the text is decoded first.
 _WIDE = (
@@ -101,23 +103,17 @@ def check_xml_attributes(body: bytes) -> None:
 
 
 def _check_byte_tags(body: bytes) -> None:
-    """What `_LONG_TAG` finds, and refuses, found from the other end: a start tag can hold
-    more than MAX_XML_ATTRIBUTES attributes only where that many `=` follow each other with
-    no `<` or `>` between them (`_CROWDED`, tried at each `=`: a few thousand in a school's
-    body, against tens of thousands of `<`, 7 ms of a 1.4 MB one). Each run of bytes between
-    two of `<` and `>` is looked at once, in document order: the first tag refused is the
-    one `_LONG_TAG` would refuse first."""
-    seen = 0  # runs before this offset have been looked at
-    for match in _CROWDED.finditer(body):
-        at = match.start()
-        if at < seen:
-            continue
-        start = max(body.rfind(b"<", seen, at), body.rfind(b">", seen, at))
-        ends = [found for mark in (b"<", b">") if (found := body.find(mark, match.end())) >= 0]
-        seen = min(ends, default=len(body))
-        tag = body[start:seen] if start >= 0 else b""
-        if tag[:1] == b"<" and len(tag) > _LONG and _too_many(tag, b"=", (b"<!--", b"<![CDATA[")):
-            _refuse_attributes(body.count(b"\n", 0, start) + 1)
+    """The start tags of a UTF-8 (or one-byte) body: each long one (`_LONG_TAG`) with more
+    than MAX_XML_ATTRIBUTES `=` refused at its line. A tag can only hold that many where
+    that many `=` follow a `<` with no `<` or `>` between them: looked for first in the body
+    with everything else taken out (`_MARKS`, in C; 1.6 ms of a school's 1.4 MB, against 7 ms
+    for `_LONG_TAG` tried at each of its 73,000 `<`), and only a body that has such a place
+    is searched tag by tag."""
+    if body.translate(None, _NOT_MARKS).find(_CROWDED) < 0:
+        return
+    for match in _LONG_TAG.finditer(body):
+        if _too_many(match.group(), b"=", (b"<!--", b"<![CDATA[")):
+            _refuse_attributes(body.count(b"\n", 0, match.start()) + 1)
 
 
 def _too_many(tag: Any, equals: Any, skipped: tuple[Any, ...]) -> bool:

@@ -51,6 +51,9 @@ GUARDIAN_FIELDS = (
     *NAME_FIELDS[2:],
     ("phone", "telefoonnummer"),
 )
+# Links of one guardian beyond which a reader keeps their students in a set (most guardians
+# have one to three students; a crafted body could give one thousands).
+MANY_STUDENTS = 16
 # A staff member's roles: `rol` and the free text `rolomschrijving`, on the record itself and
 # (EDEXml 2.1) on each of its group assignments.
 ROLE_TAGS = ("rol", "rolomschrijving")

@@ -31,6 +31,7 @@ from app.esis.edexml_fields import (
     GUARDIAN_BLOCK,
     GUARDIAN_FIELDS,
     GUARDIANS_KIND,
+    MANY_STUDENTS,
     NAME_FIELDS,
     RECORD_KIND,
     ROLE_TAGS,
@@ -146,6 +147,7 @@ class _Read:
             "eckid leerkracht": set(),
         }
         self.guardians: dict[str, Values] = {}
+        self.many: dict[str, set[str]] = {}  # as `_Reader.many`
 
     def document(self, parts: list[etree._Element]) -> EsisSnapshot:
         school: Values | None = None
@@ -348,8 +350,15 @@ class _Read:
             self.guardians[key] = values
             return
         links = known["students"]
-        if any(known_link["student"] == student for known_link in links):
+        many = self.many.get(key)
+        if many is not None:  # as `_Reader.guardian_block`: a set beyond MANY_STUDENTS
+            if student in many:
+                return
+            many.add(student)
+        elif any(known_link["student"] == student for known_link in links):
             return
+        elif len(links) >= MANY_STUDENTS:
+            self.many[key] = {known_link["student"] for known_link in links} | {student}
         links.append(link)
         if len(known) - 1 != len(values) or any(
             known.get(name) != value for name, value in values.items()

@@ -274,14 +274,9 @@ class _Read:
         for el in container:
             if el.tag != "leerling":
                 raise _Decline  # the schema refuses it; reached only if it did not
-            key = (el.get("key") or "").strip()
-            if not key or key in students:
-                raise _Decline
-            students.add(key)
-            if eckid := (el.get("eckid") or "").strip():
-                if eckid in eckids:
-                    raise _Decline
-                eckids.add(eckid)
+            key = _key(el)
+            _unique(students, key)
+            _unique(eckids, el.get("eckid"))
             text: dict[Any, str | None] = {}
             group: str | None = None
             composite: list[str] = []

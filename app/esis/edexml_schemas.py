@@ -72,25 +72,9 @@ _pool: dict[str, list[etree.XMLSchema]] = {version: [] for version in SCHEMA_DIR
 
 
 # The identity constraints of `EDEX` (unique keys, references to groups and vestigingen).
-IDENTITY = tuple(
-    f"{{http://www.w3.org/2001/XMLSchema}}{name}" for name in ("unique", "key", "keyref")
-)
+XS = "{http://www.w3.org/2001/XMLSchema}"
+IDENTITY = tuple(f"{XS}{name}" for name in ("unique", "key", "keyref"))
 _STRUCTURE = "EDEXML.structuur.xsd"
-
-
-class _WithoutIdentity(etree.Resolver):
-    """Hands libxml2 the structure schema without the identity constraints of `EDEX`."""
-
-    # lxml calls it with a context too (lxml-stubs leave it out).
-    def resolve(self, url: str, pubid: str | None, context: Any) -> Any:  # type: ignore[override]  # noqa: ARG002
-        if not url.endswith(f"/{_STRUCTURE}"):
-            return None
-        tree = etree.parse(url.removeprefix("file://"), schema_parser())
-        for constraint in list(tree.iter(*IDENTITY)):
-            parent = constraint.getparent()
-            if parent is not None:
-                parent.remove(constraint)
-        return self.resolve_string(etree.tostring(tree), context, base_url=url)
 
 
 def _build_schema(version: str) -> etree.XMLSchema:
@@ -100,11 +84,27 @@ def _build_schema(version: str) -> etree.XMLSchema:
     Compiled without `EDEX`'s identity constraints: the readers check those rules
     themselves, the same way whether a document is walked record by record (the skeleton
     lacks most records) or read whole (`edexml_quick`), and libxml2 spent half the time of
-    a whole document's validation on them (issue 18)."""
-    base = XSD_DIR / SCHEMA_DIRS[version] / "esis-sync.records.xsd"
-    parser = schema_parser()
-    parser.resolvers.add(_WithoutIdentity())
-    document = etree.fromstring(_FRAGMENTS.format(entry=ENTRY_SCHEMA), parser, base_url=str(base))
+    a whole document's validation on them (issue 18). The structure schema itself is the
+    document compiled, its constraints taken out, with what the entry schema adds (the
+    guardian block) and the records' declarations (`_FRAGMENTS`) put in: no other file has
+    to be handed to libxml2 changed (a resolver did that at first, and libxml2 did not
+    always ask it)."""
+    folder = XSD_DIR / SCHEMA_DIRS[version]
+    document = etree.parse(str(folder / _STRUCTURE), schema_parser())
+    for constraint in list(document.iter(*IDENTITY)):
+        parent = constraint.getparent()
+        if parent is not None:
+            parent.remove(constraint)
+    root = document.getroot()
+    entry = etree.parse(str(folder / ENTRY_SCHEMA), schema_parser()).getroot()
+    fragments = etree.fromstring(_FRAGMENTS.format(entry=ENTRY_SCHEMA))
+    includes = [
+        i for i in entry.iterchildren(f"{XS}include") if i.get("schemaLocation") != _STRUCTURE
+    ]
+    last = max((i for i, el in enumerate(root) if el.tag == f"{XS}include"), default=-1)
+    for offset, include in enumerate(includes):
+        root.insert(last + 1 + offset, include)
+    root.extend(fragments.iterchildren(f"{XS}element"))
     return etree.XMLSchema(document)
 
 
